@@ -1,0 +1,293 @@
+#!/usr/bin/env bash
+# Local stack of real servers for development and tests: Apache Kafka (KRaft), MinIO, Redis,
+# plus the ONNX Runtime shared library and libjpeg-turbo that the detect service links against.
+#
+#   stack.sh install   fetch/build every component into .cache/ (idempotent, cached)
+#   stack.sh up        install, then start whatever is not running and wait until it answers
+#   stack.sh down      stop everything this script started; no process is left behind
+#   stack.sh status    one line per component, then the export lines of `env`
+#   stack.sh env       export lines (endpoints, generated credentials, ONNXRUNTIME_LIB)
+#
+# Everything lives under $STREAMDET_CACHE (default: <repo>/.cache, git-ignored). Credentials are
+# generated on the first `up` into .cache/stack/credentials.env (mode 0600) and never printed
+# by anything but `env`/`status`, whose purpose is to hand them to a shell.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+CACHE=${STREAMDET_CACHE:-$ROOT/.cache}
+STATE=$CACHE/stack
+LOGS=$STATE/logs
+BIN=$CACHE/bin
+
+KAFKA_PORT=${STREAMDET_KAFKA_PORT:-9092}
+KAFKA_CONTROLLER_PORT=${STREAMDET_KAFKA_CONTROLLER_PORT:-9093}
+MINIO_PORT=${STREAMDET_MINIO_PORT:-9000}
+MINIO_CONSOLE_PORT=${STREAMDET_MINIO_CONSOLE_PORT:-9001}
+REDIS_PORT=${STREAMDET_REDIS_PORT:-6379}
+
+MINIO_MODULE=github.com/minio/minio
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+ORT_NPM_VERSION=1.30.0
+ORT_LIB=$CACHE/onnxruntime/$ORT_NPM_VERSION/libonnxruntime.so.1
+KAFKA_LIBS=$CACHE/kafka/libs
+APT_PACKAGES=(redis-server libturbojpeg0-dev kcat)
+
+# name:partitions for every topic the project uses; the stack creates them explicitly because
+# the broker runs with auto.create.topics.enable=false.
+TOPICS=${STREAMDET_TOPICS:-"streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3"}
+
+log() { printf '[stack] %s\n' "$*" >&2; }
+die() { printf '[stack] FAILED: %s\n' "$*" >&2; exit 1; }
+
+# fail COMPONENT LOGFILE MESSAGE: name what failed and show the tail of its log.
+fail() {
+  printf '[stack] FAILED: %s: %s\n' "$1" "$3" >&2
+  if [[ -f $2 ]]; then
+    printf '[stack] last lines of %s:\n' "$2" >&2
+    tail -n 30 "$2" >&2
+  fi
+  exit 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# install
+
+install_apt() {
+  local missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  [[ -f /usr/include/turbojpeg.h ]] || missing+=(libturbojpeg0-dev)
+  command -v kcat >/dev/null || missing+=(kcat)
+  ((${#missing[@]} == 0)) && return 0
+  log "installing Debian packages: ${missing[*]}"
+  local sudo=()
+  [[ $(id -u) == 0 ]] || sudo=(sudo)
+  mkdir -p "$LOGS"
+  {
+    "${sudo[@]}" apt-get update -q &&
+      DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+  } >"$LOGS/apt.log" 2>&1 || fail apt "$LOGS/apt.log" "apt-get install ${missing[*]}"
+  # Debian's package may start a system redis on 6379; ours must own that port.
+  if pgrep -x redis-server >/dev/null 2>&1 && ! [[ -f $STATE/redis.pid ]]; then
+    "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+  fi
+}
+
+install_kafka() {
+  local stamp=$CACHE/kafka/pom.sha256 want
+  want=$(sha256sum "$ROOT/deploy/local/kafka/pom.xml" | cut -d' ' -f1)
+  if [[ -f $stamp && $(cat "$stamp") == "$want" && -d $KAFKA_LIBS ]]; then return 0; fi
+  command -v mvn >/dev/null || die "kafka: Maven (mvn) is required to resolve the broker's jars"
+  log "kafka: resolving broker jars from Maven Central"
+  mkdir -p "$CACHE/kafka" "$LOGS"
+  rm -rf "$KAFKA_LIBS"
+  mvn -B -q -f "$ROOT/deploy/local/kafka/pom.xml" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS" >"$LOGS/mvn.log" 2>&1 ||
+    fail kafka "$LOGS/mvn.log" "mvn dependency:copy-dependencies"
+  echo "$want" >"$stamp"
+}
+
+install_minio() {
+  local stamp=$CACHE/bin/minio.version
+  if [[ -x $BIN/minio && -f $stamp && $(cat "$stamp") == "$MINIO_VERSION" ]]; then return 0; fi
+  log "minio: building $MINIO_MODULE@$MINIO_VERSION (about 2 minutes, once)"
+  mkdir -p "$BIN" "$LOGS"
+  GOBIN=$BIN GOFLAGS=-buildvcs=false go install "$MINIO_MODULE@$MINIO_VERSION" >"$LOGS/minio-build.log" 2>&1 ||
+    fail minio "$LOGS/minio-build.log" "go install $MINIO_MODULE@$MINIO_VERSION"
+  echo "$MINIO_VERSION" >"$stamp"
+}
+
+install_onnxruntime() {
+  [[ -f $ORT_LIB ]] && return 0
+  log "onnxruntime: fetching onnxruntime-node@$ORT_NPM_VERSION from the npm registry"
+  local tmp
+  tmp=$(mktemp -d)
+  mkdir -p "$LOGS" "$(dirname "$ORT_LIB")"
+  (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_NPM_VERSION") >"$LOGS/npm.log" 2>&1 ||
+    { rm -rf "$tmp"; fail onnxruntime "$LOGS/npm.log" "npm pack onnxruntime-node@$ORT_NPM_VERSION"; }
+  tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1 ||
+    { rm -rf "$tmp"; die "onnxruntime: the package has no bin/napi-v6/linux/x64/libonnxruntime.so.1"; }
+  mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_LIB"
+  rm -rf "$tmp"
+}
+
+credentials() {
+  local f=$STATE/credentials.env
+  if [[ ! -f $f ]]; then
+    mkdir -p "$STATE"
+    umask 077
+    {
+      echo "MINIO_USER=streamdet-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      echo "MINIO_PASSWORD=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+      echo "REDIS_PASSWORD=$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    } >"$f"
+  fi
+  # shellcheck disable=SC1090
+  source "$f"
+}
+
+install_all() {
+  install_apt
+  install_kafka
+  install_minio
+  install_onnxruntime
+}
+
+# ---------------------------------------------------------------------------------------------
+# processes
+
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for COMPONENT LOGFILE PIDFILE SECONDS CMD...: poll CMD until it succeeds.
+wait_for() {
+  local comp=$1 logf=$2 pidf=$3 secs=$4
+  shift 4
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [[ -n $pidf ]] && ! alive "$pidf"; then fail "$comp" "$logf" "process exited during start-up"; fi
+    ((SECONDS < deadline)) || fail "$comp" "$logf" "did not answer within ${secs}s"
+    sleep 0.3
+  done
+}
+
+redis_ping() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" ping | grep -q PONG; }
+
+start_redis() {
+  local pidf=$STATE/redis.pid logf=$LOGS/redis.log
+  if alive "$pidf"; then return 0; fi
+  log "redis: starting on 127.0.0.1:$REDIS_PORT (password required, no persistence)"
+  # The password goes through a config file on stdin, never on a command line.
+  printf 'port %s\nbind 127.0.0.1\nprotected-mode yes\nrequirepass %s\nsave ""\nappendonly no\ndaemonize no\ndir %s\n' \
+    "$REDIS_PORT" "$REDIS_PASSWORD" "$STATE" >"$STATE/redis.conf"
+  chmod 600 "$STATE/redis.conf"
+  setsid nohup redis-server "$STATE/redis.conf" >"$logf" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_for redis "$logf" "$pidf" 20 redis_ping
+}
+
+minio_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$MINIO_PORT/minio/health/ready"; }
+
+start_minio() {
+  local pidf=$STATE/minio.pid logf=$LOGS/minio.log
+  if alive "$pidf"; then return 0; fi
+  log "minio: starting on 127.0.0.1:$MINIO_PORT"
+  mkdir -p "$STATE/minio-data"
+  MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off \
+    MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
+    setsid nohup "$BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
+    --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STATE/minio-data" >"$logf" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_for minio "$logf" "$pidf" 60 minio_ready
+}
+
+devstack() {
+  # A small pure-Go helper (tools/cmd/devstack) speaks the Kafka protocol for readiness and topics.
+  local exe=$CACHE/bin/devstack
+  (cd "$ROOT" && go build -o "$exe" ./tools/cmd/devstack) >"$LOGS/devstack-build.log" 2>&1 ||
+    fail kafka "$LOGS/devstack-build.log" "building tools/cmd/devstack"
+  "$exe" "$@"
+}
+
+start_kafka() {
+  local pidf=$STATE/kafka.pid logf=$LOGS/kafka.log dir=$STATE/kafka-data
+  if alive "$pidf"; then return 0; fi
+  command -v java >/dev/null || die "kafka: java (17+) is required"
+  log "kafka: starting KRaft broker+controller on 127.0.0.1:$KAFKA_PORT"
+  mkdir -p "$dir"
+  sed -e "s#@LOG_DIR@#$dir#" -e "s#@PORT@#$KAFKA_PORT#" -e "s#@CONTROLLER_PORT@#$KAFKA_CONTROLLER_PORT#" \
+    "$ROOT/deploy/local/kafka/server.properties.in" >"$STATE/server.properties"
+  if [[ ! -f $dir/meta.properties ]]; then
+    local cluster
+    cluster=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
+    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$STATE/server.properties" \
+      >"$LOGS/kafka-format.log" 2>&1 || fail kafka "$LOGS/kafka-format.log" "kafka-storage format"
+  fi
+  setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+    -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$STATE/server.properties" >"$logf" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_for kafka "$logf" "$pidf" 90 devstack ping --brokers "127.0.0.1:$KAFKA_PORT"
+}
+
+ensure_topics() {
+  # shellcheck disable=SC2086
+  devstack topics --brokers "127.0.0.1:$KAFKA_PORT" $TOPICS >"$LOGS/topics.log" 2>&1 ||
+    fail kafka "$LOGS/topics.log" "creating topics"
+}
+
+stop_one() {
+  local name=$1 pidf=$STATE/$1.pid
+  alive "$pidf" || { rm -f "$pidf"; return 0; }
+  local pid
+  pid=$(cat "$pidf")
+  log "$name: stopping (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name: did not stop in 20s, killing"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidf"
+}
+
+print_env() {
+  credentials
+  cat <<EOF
+export STREAMDET_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export STREAMDET_MINIO_ENDPOINT=127.0.0.1:$MINIO_PORT
+export STREAMDET_MINIO_ACCESS_KEY=$MINIO_USER
+export STREAMDET_MINIO_SECRET_KEY=$MINIO_PASSWORD
+export STREAMDET_REDIS_ADDR=127.0.0.1:$REDIS_PORT
+export STREAMDET_REDIS_PASSWORD=$REDIS_PASSWORD
+export ONNXRUNTIME_LIB=$ORT_LIB
+EOF
+}
+
+status() {
+  local rc=0 c
+  for c in kafka minio redis; do
+    if alive "$STATE/$c.pid"; then
+      printf '%-12s running (pid %s)\n' "$c" "$(cat "$STATE/$c.pid")"
+    else
+      printf '%-12s stopped\n' "$c"
+      rc=1
+    fi
+  done
+  if [[ -f $ORT_LIB ]]; then printf '%-12s %s\n' onnxruntime "$ORT_LIB"; else printf '%-12s not installed\n' onnxruntime; rc=1; fi
+  if [[ -f /usr/include/turbojpeg.h ]]; then printf '%-12s installed\n' libturbojpeg; else printf '%-12s not installed\n' libturbojpeg; rc=1; fi
+  echo
+  print_env
+  return $rc
+}
+
+cmd=${1:-}
+case $cmd in
+install) install_all ;;
+up)
+  t0=$SECONDS
+  install_all
+  credentials
+  mkdir -p "$LOGS"
+  start_redis
+  start_minio
+  start_kafka
+  ensure_topics
+  log "up in $((SECONDS - t0))s; run 'eval \"\$($0 env)\"' to use it"
+  ;;
+down)
+  for c in kafka minio redis; do stop_one "$c"; done
+  ;;
+status) status ;;
+env) print_env ;;
+running)
+  # exit 0 when all three servers are running (used by make test to decide whether to stop them)
+  for c in kafka minio redis; do alive "$STATE/$c.pid" || exit 1; done
+  ;;
+*)
+  echo "usage: $0 install|up|down|status|env|running" >&2
+  exit 2
+  ;;
+esac

@@ -1,0 +1,3 @@
+module github.com/streamdet/streamdet/pkg
+
+go 1.26.8

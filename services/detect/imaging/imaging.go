@@ -1,0 +1,254 @@
+package imaging
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"image"
+	"image/png"
+)
+
+// Sentinel errors. Every error the package returns wraps exactly one of them, so callers (the
+// dead-letter logic of the services) can map it to a reason code with errors.Is.
+var (
+	// ErrEmpty is returned for a zero-byte input.
+	ErrEmpty = errors.New("imaging: empty input")
+	// ErrUnsupportedFormat is returned when the bytes are neither JPEG nor PNG.
+	ErrUnsupportedFormat = errors.New("imaging: unsupported image format (want JPEG or PNG)")
+	// ErrTooLarge is returned when the input exceeds Limits.MaxBytes or its header declares more
+	// pixels than Limits.MaxPixels (or a side over MaxSide).
+	ErrTooLarge = errors.New("imaging: image over limits")
+	// ErrCorrupt is returned when the header or the data cannot be decoded.
+	ErrCorrupt = errors.New("imaging: corrupt image")
+)
+
+// Format is an encoded image format.
+type Format string
+
+// The formats the package decodes.
+const (
+	JPEG Format = "jpeg"
+	PNG  Format = "png"
+)
+
+// ContentType is the MIME type of the format.
+func (f Format) ContentType() string { return "image/" + string(f) }
+
+// Limits bound what Decode and DecodeConfig accept. The zero value means DefaultLimits.
+type Limits struct {
+	// MaxBytes is the largest encoded input accepted. Default 32 MiB.
+	MaxBytes int
+	// MaxPixels is the largest width×height accepted, checked on the header before decoding.
+	// Default 50 megapixels.
+	MaxPixels int
+	// MaxSide is the largest width or height accepted. Default 65,500 (the JPEG maximum).
+	MaxSide int
+}
+
+// DefaultLimits are the limits applied where a field of Limits is zero.
+var DefaultLimits = Limits{MaxBytes: 32 << 20, MaxPixels: 50_000_000, MaxSide: 65500}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxBytes <= 0 {
+		l.MaxBytes = DefaultLimits.MaxBytes
+	}
+	if l.MaxPixels <= 0 {
+		l.MaxPixels = DefaultLimits.MaxPixels
+	}
+	if l.MaxSide <= 0 {
+		l.MaxSide = DefaultLimits.MaxSide
+	}
+	return l
+}
+
+// Config is what an image's header says.
+type Config struct {
+	Format Format
+	Width  int
+	Height int
+}
+
+// RGB is a packed 8-bit RGB image: pixel (x, y) is Pix[y*Stride+3*x : y*Stride+3*x+3].
+type RGB struct {
+	Width, Height, Stride int
+	Pix                   []byte
+}
+
+// Sniff names the format from the first bytes, or returns ErrEmpty/ErrUnsupportedFormat.
+func Sniff(data []byte) (Format, error) {
+	switch {
+	case len(data) == 0:
+		return "", ErrEmpty
+	case len(data) >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF:
+		return JPEG, nil
+	case len(data) >= 8 && bytes.Equal(data[:8], []byte("\x89PNG\r\n\x1a\n")):
+		return PNG, nil
+	}
+	return "", ErrUnsupportedFormat
+}
+
+// DecodeConfig reads only the header and checks it against the limits.
+func DecodeConfig(data []byte, lim Limits) (Config, error) {
+	lim = lim.withDefaults()
+	f, err := Sniff(data)
+	if err != nil {
+		return Config{}, err
+	}
+	if len(data) > lim.MaxBytes {
+		return Config{}, fmt.Errorf("%w: %d bytes exceeds the limit of %d", ErrTooLarge, len(data), lim.MaxBytes)
+	}
+	var c Config
+	switch f {
+	case JPEG:
+		c, err = jpegConfig(data)
+	case PNG:
+		var pc image.Config
+		pc, err = png.DecodeConfig(bytes.NewReader(data))
+		if err != nil {
+			err = fmt.Errorf("%w: png header: %v", ErrCorrupt, err)
+		}
+		c = Config{Format: PNG, Width: pc.Width, Height: pc.Height}
+	}
+	if err != nil {
+		return Config{}, err
+	}
+	if c.Width <= 0 || c.Height <= 0 {
+		return Config{}, fmt.Errorf("%w: header declares %d×%d pixels", ErrCorrupt, c.Width, c.Height)
+	}
+	if c.Width > lim.MaxSide || c.Height > lim.MaxSide {
+		return Config{}, fmt.Errorf("%w: %d×%d has a side over the limit of %d", ErrTooLarge, c.Width, c.Height, lim.MaxSide)
+	}
+	if int64(c.Width)*int64(c.Height) > int64(lim.MaxPixels) {
+		return Config{}, fmt.Errorf("%w: %d×%d = %d pixels exceeds the limit of %d",
+			ErrTooLarge, c.Width, c.Height, int64(c.Width)*int64(c.Height), lim.MaxPixels)
+	}
+	return c, nil
+}
+
+// Decoder decodes frames into a reused buffer. A Decoder is not safe for concurrent use; give
+// each worker its own.
+type Decoder struct {
+	Limits Limits
+	buf    []byte
+	h      jpegHandle
+}
+
+// Close releases the native decoder, if any.
+func (d *Decoder) Close() { d.h.close() }
+
+// Decode checks the header against the limits, then decodes the image. When minW and minH are
+// positive and the image is a JPEG at least twice as large, it is decoded at the smallest DCT
+// scale whose output is still at least minW×minH pixels (preserving the aspect ratio). The
+// returned RGB shares the Decoder's buffer and is valid until the next call. The Config is the
+// header's (the original size), not the possibly scaled decode size.
+func (d *Decoder) Decode(data []byte, minW, minH int) (RGB, Config, error) {
+	cfg, err := DecodeConfig(data, d.Limits)
+	if err != nil {
+		return RGB{}, Config{}, err
+	}
+	var img RGB
+	switch cfg.Format {
+	case JPEG:
+		img, err = d.decodeJPEG(data, cfg, minW, minH)
+	case PNG:
+		img, err = d.decodePNG(data)
+	}
+	if err != nil {
+		return RGB{}, Config{}, err
+	}
+	return img, cfg, nil
+}
+
+func (d *Decoder) grow(n int) []byte {
+	if cap(d.buf) < n {
+		d.buf = make([]byte, n)
+	}
+	return d.buf[:n]
+}
+
+func (d *Decoder) decodePNG(data []byte) (RGB, error) {
+	m, err := png.Decode(bytes.NewReader(data))
+	if err != nil {
+		return RGB{}, fmt.Errorf("%w: png: %v", ErrCorrupt, err)
+	}
+	return d.fromImage(m), nil
+}
+
+// fromImage converts any decoded image to packed RGB with OpenCV's IMREAD_COLOR semantics.
+func (d *Decoder) fromImage(m image.Image) RGB {
+	b := m.Bounds()
+	w, h := b.Dx(), b.Dy()
+	out := RGB{Width: w, Height: h, Stride: 3 * w, Pix: d.grow(3 * w * h)}
+	switch src := m.(type) {
+	case *image.RGBA: // alpha dropped; Go's PNG decoder yields RGBA only for opaque images
+		packRGBA(out, src.Pix, src.Stride, 4)
+	case *image.NRGBA:
+		packRGBA(out, src.Pix, src.Stride, 4)
+	case *image.Gray:
+		for y := 0; y < h; y++ {
+			row := src.Pix[y*src.Stride : y*src.Stride+w]
+			o := out.Pix[y*out.Stride:]
+			for x, v := range row {
+				o[3*x], o[3*x+1], o[3*x+2] = v, v, v
+			}
+		}
+	case *image.NRGBA64: // big-endian 16-bit samples: keep the high byte
+		packRGBA(out, src.Pix, src.Stride, 8)
+	case *image.RGBA64:
+		packRGBA(out, src.Pix, src.Stride, 8)
+	case *image.Gray16:
+		for y := 0; y < h; y++ {
+			o := out.Pix[y*out.Stride:]
+			for x := 0; x < w; x++ {
+				v := src.Pix[y*src.Stride+2*x]
+				o[3*x], o[3*x+1], o[3*x+2] = v, v, v
+			}
+		}
+	case *image.CMYK: // Go's JPEG decoder has already undone the Adobe inversion
+		for y := 0; y < h; y++ {
+			o := out.Pix[y*out.Stride:]
+			row := src.Pix[y*src.Stride:]
+			for x := 0; x < w; x++ {
+				c, mm, yy, k := uint32(row[4*x]), uint32(row[4*x+1]), uint32(row[4*x+2]), uint32(row[4*x+3])
+				o[3*x] = uint8((255 - c) * (255 - k) / 255)
+				o[3*x+1] = uint8((255 - mm) * (255 - k) / 255)
+				o[3*x+2] = uint8((255 - yy) * (255 - k) / 255)
+			}
+		}
+	default: // paletted, YCbCr (pure-Go JPEG) and anything else: through the generic colour model
+		for y := 0; y < h; y++ {
+			o := out.Pix[y*out.Stride:]
+			for x := 0; x < w; x++ {
+				c := color8(m.At(b.Min.X+x, b.Min.Y+y))
+				o[3*x], o[3*x+1], o[3*x+2] = c[0], c[1], c[2]
+			}
+		}
+	}
+	return out
+}
+
+// packRGBA copies the R, G, B bytes (the high byte for 16-bit samples, step 8) of each pixel.
+func packRGBA(out RGB, pix []byte, stride, step int) {
+	sub := step / 4 // byte distance between samples: 1 for 8-bit, 2 for 16-bit
+	for y := 0; y < out.Height; y++ {
+		row := pix[y*stride:]
+		o := out.Pix[y*out.Stride : y*out.Stride+3*out.Width]
+		for x := 0; x < out.Width; x++ {
+			p := row[x*step:]
+			o[3*x], o[3*x+1], o[3*x+2] = p[0], p[sub], p[2*sub]
+		}
+	}
+}
+
+// Image returns a copy of the frame as an *image.NRGBA, for drawing and encoding.
+func (m RGB) Image() *image.NRGBA {
+	out := image.NewNRGBA(image.Rect(0, 0, m.Width, m.Height))
+	for y := 0; y < m.Height; y++ {
+		s := m.Pix[y*m.Stride:]
+		o := out.Pix[y*out.Stride:]
+		for x := 0; x < m.Width; x++ {
+			o[4*x], o[4*x+1], o[4*x+2], o[4*x+3] = s[3*x], s[3*x+1], s[3*x+2], 255
+		}
+	}
+	return out
+}

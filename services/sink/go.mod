@@ -1,0 +1,7 @@
+module github.com/streamdet/streamdet/services/sink
+
+go 1.26.8
+
+require github.com/streamdet/streamdet/pkg v0.0.0
+
+replace github.com/streamdet/streamdet/pkg => ../../pkg

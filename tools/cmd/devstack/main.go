@@ -1,0 +1,85 @@
+// Command devstack is the Kafka-speaking half of deploy/local/stack.sh: it checks that a broker
+// answers metadata requests and creates the project's topics with explicit partition counts
+// (the local broker runs with auto.create.topics.enable=false).
+//
+//	devstack ping   --brokers 127.0.0.1:9092
+//	devstack topics --brokers 127.0.0.1:9092 streamdet.frames:6 streamdet.dlq:3 ...
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: devstack ping|topics --brokers HOST:PORT [name:partitions ...]")
+	}
+	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
+	brokers := fs.String("brokers", "127.0.0.1:9092", "bootstrap broker")
+	timeout := fs.Duration("timeout", 10*time.Second, "deadline for the whole command")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	client := &kafka.Client{Addr: kafka.TCP(*brokers), Timeout: *timeout}
+	switch args[0] {
+	case "ping":
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
+		if err != nil {
+			return fmt.Errorf("metadata from %s: %w", *brokers, err)
+		}
+		if md.Controller.ID < 0 || len(md.Brokers) == 0 {
+			return fmt.Errorf("metadata from %s: no controller elected yet", *brokers)
+		}
+		return nil
+	case "topics":
+		return ensureTopics(ctx, client, fs.Args())
+	default:
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func ensureTopics(ctx context.Context, client *kafka.Client, specs []string) error {
+	var want []kafka.TopicConfig
+	for _, s := range specs {
+		name, parts, ok := strings.Cut(s, ":")
+		n, err := strconv.Atoi(parts)
+		if !ok || err != nil || n < 1 || name == "" {
+			return fmt.Errorf("topic %q: want name:partitions with partitions >= 1", s)
+		}
+		want = append(want, kafka.TopicConfig{Topic: name, NumPartitions: n, ReplicationFactor: 1})
+	}
+	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: want})
+	if err != nil {
+		return fmt.Errorf("create topics: %w", err)
+	}
+	for _, t := range want {
+		err := resp.Errors[t.Topic]
+		switch {
+		case err == nil:
+			fmt.Printf("created %s (%d partitions)\n", t.Topic, t.NumPartitions)
+		case errors.Is(err, kafka.TopicAlreadyExists):
+			fmt.Printf("exists  %s\n", t.Topic)
+		default:
+			return fmt.Errorf("create topic %s: %w", t.Topic, err)
+		}
+	}
+	return nil
+}
