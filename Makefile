@@ -45,6 +45,8 @@ unit: ## go vet + unit tests with the race detector (needs the installed librari
 	@$(STACK) install
 	$(GO) vet $(MODULES)
 	eval "$$($(STACK) env)" && $(GO) test -race -count=1 $(MODULES)
+	@echo "pure-Go decoder build (-tags noturbojpeg):"
+	eval "$$($(STACK) env)" && $(GO) test -count=1 -tags noturbojpeg ./services/detect/imaging/ ./services/detect/engine/
 
 integration: ## integration tests against the running local stack
 	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(MODULES)
@@ -56,13 +58,31 @@ test: ## vet, unit tests, then integration tests against the real local stack
 	  rc=0; $(MAKE) --no-print-directory integration || rc=$$?; \
 	  if [[ $$started == 1 ]]; then $(STACK) down; fi; exit $$rc
 
-demo: ## run the pipeline end to end (see README)
-	@echo "streamdet demo: the pipeline demo is not there yet; starting the local stack and running its smoke checks."
+# Until the streaming services land, the demo starts the real stack, runs its smoke checks and
+# runs the detection engine offline on a model and frames.
+STREAMDET_MODEL        ?= ../shared/models/yolox_nano.onnx
+STREAMDET_MODEL_FORMAT ?= yolox
+STREAMDET_NAMES        ?= ../shared/models/coco.names
+STREAMDET_FRAMES       ?= ../shared/images
+demo: ## run what exists of the pipeline end to end (see README)
+	@echo "streamdet demo: the streaming pipeline demo is not there yet; starting the local stack, running its smoke checks, then the detection engine offline."
 	@$(STACK) up
 	@$(MAKE) --no-print-directory integration
+	@if [[ ! -f "$(STREAMDET_MODEL)" || ! -e "$(STREAMDET_FRAMES)" ]]; then \
+	  echo "demo: set STREAMDET_MODEL to an ONNX detector and STREAMDET_FRAMES to a folder of images"; exit 1; fi
+	eval "$$($(STACK) env)" && $(GO) run ./tools/cmd/detctl detect --model "$(STREAMDET_MODEL)" \
+	  --format "$(STREAMDET_MODEL_FORMAT)" $$([[ -f "$(STREAMDET_NAMES)" ]] && echo --names "$(STREAMDET_NAMES)") \
+	  $$(if [[ -d "$(STREAMDET_FRAMES)" ]]; then ls -d "$(STREAMDET_FRAMES)"/*.jpg "$(STREAMDET_FRAMES)"/*.png 2>/dev/null; else echo "$(STREAMDET_FRAMES)"; fi)
 
 bench: ## engine benchmarks (see docs/benchmarks.md)
-	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -bench . -benchtime 40x -count 6 ./services/detect/engine/ | tee .cache/bench.txt
+	@$(STACK) install
+	@mkdir -p .cache
+	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -bench 'EngineVsRaw|Stages' -benchtime 40x -count 6 -timeout 60m \
+	  ./services/detect/engine/ | tee .cache/bench.txt
+	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
+
+fuzz: ## fuzz decode + preprocess (FUZZTIME, default 5m)
+	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime $${FUZZTIME:-5m} ./services/detect/engine/
 
 clean: ## remove binaries and the local stack's state (keeps downloaded/built components)
 	-@$(STACK) down

@@ -7,6 +7,7 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/segmentio/kafka-go v0.4.51
 	github.com/streamdet/streamdet/pkg v0.0.0
+	github.com/streamdet/streamdet/services/detect v0.0.0-00010101000000-000000000000
 	github.com/yalue/onnxruntime_go v1.27.0
 )
 

@@ -42,3 +42,6 @@ func (d *Decoder) EncodeJPEG(img RGB, quality int, cmyk bool) ([]byte, error) {
 	}
 	return buf.Bytes(), nil
 }
+
+// pickScale: Go's decoder cannot scale in the DCT domain; frames decode at full size.
+func pickScale(w, h, _, _ int) (int, int) { return w, h }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime"
 	"sort"
 	"syscall"
 )
@@ -62,3 +63,5 @@ func usage(w io.Writer) {
 	}
 	fmt.Fprintln(w, "\nRun 'detctl COMMAND --help' for a command's flags.")
 }
+
+func numCPU() int { return runtime.GOMAXPROCS(0) }
