@@ -74,6 +74,10 @@ demo: ## run what exists of the pipeline end to end (see README)
 	  --format "$(STREAMDET_MODEL_FORMAT)" $$([[ -f "$(STREAMDET_NAMES)" ]] && echo --names "$(STREAMDET_NAMES)") \
 	  $$(if [[ -d "$(STREAMDET_FRAMES)" ]]; then ls -d "$(STREAMDET_FRAMES)"/*.jpg "$(STREAMDET_FRAMES)"/*.png 2>/dev/null; else echo "$(STREAMDET_FRAMES)"; fi)
 
+run: ## run ingest, detect and sink against the local stack (foreground; Ctrl-C stops)
+	@$(STACK) up
+	@deploy/local/run.sh
+
 bench: ## engine benchmarks (see docs/benchmarks.md)
 	@$(STACK) install
 	@mkdir -p .cache

@@ -2,127 +2,48 @@ package imaging
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"image"
 	"image/png"
+
+	"github.com/streamdet/streamdet/pkg/imageinfo"
 )
 
-// Sentinel errors. Every error the package returns wraps exactly one of them, so callers (the
-// dead-letter logic of the services) can map it to a reason code with errors.Is.
+// The header checks, limits and sentinel errors are imageinfo's, so that ingest (pure Go) and
+// detect refuse exactly the same frames.
 var (
-	// ErrEmpty is returned for a zero-byte input.
-	ErrEmpty = errors.New("imaging: empty input")
-	// ErrUnsupportedFormat is returned when the bytes are neither JPEG nor PNG.
-	ErrUnsupportedFormat = errors.New("imaging: unsupported image format (want JPEG or PNG)")
-	// ErrTooLarge is returned when the input exceeds Limits.MaxBytes or its header declares more
-	// pixels than Limits.MaxPixels (or a side over MaxSide).
-	ErrTooLarge = errors.New("imaging: image over limits")
-	// ErrCorrupt is returned when the header or the data cannot be decoded.
-	ErrCorrupt = errors.New("imaging: corrupt image")
+	ErrEmpty             = imageinfo.ErrEmpty
+	ErrUnsupportedFormat = imageinfo.ErrUnsupportedFormat
+	ErrTooLarge          = imageinfo.ErrTooLarge
+	ErrCorrupt           = imageinfo.ErrCorrupt
+	DefaultLimits        = imageinfo.DefaultLimits
 )
 
-// Format is an encoded image format.
-type Format string
+type (
+	// Format is an encoded image format.
+	Format = imageinfo.Format
+	// Limits bound the frames accepted; see imageinfo.Limits.
+	Limits = imageinfo.Limits
+	// Config is what an image's header says.
+	Config = imageinfo.Config
+)
 
 // The formats the package decodes.
 const (
-	JPEG Format = "jpeg"
-	PNG  Format = "png"
+	JPEG = imageinfo.JPEG
+	PNG  = imageinfo.PNG
 )
 
-// ContentType is the MIME type of the format.
-func (f Format) ContentType() string { return "image/" + string(f) }
+// Sniff names the format from the first bytes.
+func Sniff(data []byte) (Format, error) { return imageinfo.Sniff(data) }
 
-// Limits bound what Decode and DecodeConfig accept. The zero value means DefaultLimits.
-type Limits struct {
-	// MaxBytes is the largest encoded input accepted. Default 32 MiB.
-	MaxBytes int
-	// MaxPixels is the largest width×height accepted, checked on the header before decoding.
-	// Default 50 megapixels.
-	MaxPixels int
-	// MaxSide is the largest width or height accepted. Default 65,500 (the JPEG maximum).
-	MaxSide int
-}
-
-// DefaultLimits are the limits applied where a field of Limits is zero.
-var DefaultLimits = Limits{MaxBytes: 32 << 20, MaxPixels: 50_000_000, MaxSide: 65500}
-
-func (l Limits) withDefaults() Limits {
-	if l.MaxBytes <= 0 {
-		l.MaxBytes = DefaultLimits.MaxBytes
-	}
-	if l.MaxPixels <= 0 {
-		l.MaxPixels = DefaultLimits.MaxPixels
-	}
-	if l.MaxSide <= 0 {
-		l.MaxSide = DefaultLimits.MaxSide
-	}
-	return l
-}
-
-// Config is what an image's header says.
-type Config struct {
-	Format Format
-	Width  int
-	Height int
-}
+// DecodeConfig reads only the header and checks it against the limits.
+func DecodeConfig(data []byte, lim Limits) (Config, error) { return imageinfo.DecodeConfig(data, lim) }
 
 // RGB is a packed 8-bit RGB image: pixel (x, y) is Pix[y*Stride+3*x : y*Stride+3*x+3].
 type RGB struct {
 	Width, Height, Stride int
 	Pix                   []byte
-}
-
-// Sniff names the format from the first bytes, or returns ErrEmpty/ErrUnsupportedFormat.
-func Sniff(data []byte) (Format, error) {
-	switch {
-	case len(data) == 0:
-		return "", ErrEmpty
-	case len(data) >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF:
-		return JPEG, nil
-	case len(data) >= 8 && bytes.Equal(data[:8], []byte("\x89PNG\r\n\x1a\n")):
-		return PNG, nil
-	}
-	return "", ErrUnsupportedFormat
-}
-
-// DecodeConfig reads only the header and checks it against the limits.
-func DecodeConfig(data []byte, lim Limits) (Config, error) {
-	lim = lim.withDefaults()
-	f, err := Sniff(data)
-	if err != nil {
-		return Config{}, err
-	}
-	if len(data) > lim.MaxBytes {
-		return Config{}, fmt.Errorf("%w: %d bytes exceeds the limit of %d", ErrTooLarge, len(data), lim.MaxBytes)
-	}
-	var c Config
-	switch f {
-	case JPEG:
-		c, err = jpegConfig(data)
-	case PNG:
-		var pc image.Config
-		pc, err = png.DecodeConfig(bytes.NewReader(data))
-		if err != nil {
-			err = fmt.Errorf("%w: png header: %v", ErrCorrupt, err)
-		}
-		c = Config{Format: PNG, Width: pc.Width, Height: pc.Height}
-	}
-	if err != nil {
-		return Config{}, err
-	}
-	if c.Width <= 0 || c.Height <= 0 {
-		return Config{}, fmt.Errorf("%w: header declares %d×%d pixels", ErrCorrupt, c.Width, c.Height)
-	}
-	if c.Width > lim.MaxSide || c.Height > lim.MaxSide {
-		return Config{}, fmt.Errorf("%w: %d×%d has a side over the limit of %d", ErrTooLarge, c.Width, c.Height, lim.MaxSide)
-	}
-	if int64(c.Width)*int64(c.Height) > int64(lim.MaxPixels) {
-		return Config{}, fmt.Errorf("%w: %d×%d = %d pixels exceeds the limit of %d",
-			ErrTooLarge, c.Width, c.Height, int64(c.Width)*int64(c.Height), lim.MaxPixels)
-	}
-	return c, nil
 }
 
 // Decoder decodes frames into a reused buffer. A Decoder is not safe for concurrent use; give

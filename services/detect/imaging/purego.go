@@ -15,14 +15,6 @@ type jpegHandle struct{}
 
 func (jpegHandle) close() {}
 
-func jpegConfig(data []byte) (Config, error) {
-	c, err := jpeg.DecodeConfig(bytes.NewReader(data))
-	if err != nil {
-		return Config{}, fmt.Errorf("%w: jpeg header: %v", ErrCorrupt, err)
-	}
-	return Config{Format: JPEG, Width: c.Width, Height: c.Height}, nil
-}
-
 func (d *Decoder) decodeJPEG(data []byte, _ Config, _, _ int) (RGB, error) {
 	m, err := jpeg.Decode(bytes.NewReader(data))
 	if err != nil {

@@ -73,24 +73,6 @@ func (h *jpegHandle) errString(handle C.tjhandle) string {
 	return C.GoString(C.tjGetErrorStr2(handle))
 }
 
-func jpegConfig(data []byte) (Config, error) {
-	var h jpegHandle
-	h.dec = C.tjInitDecompress()
-	if h.dec == nil {
-		return Config{}, fmt.Errorf("imaging: libjpeg-turbo: cannot create a decompressor")
-	}
-	defer h.close()
-	return h.header(data)
-}
-
-func (h *jpegHandle) header(data []byte) (Config, error) {
-	var w, ht, sub, cs C.int
-	if C.tjDecompressHeader3(h.dec, (*C.uchar)(unsafe.Pointer(&data[0])), C.ulong(len(data)), &w, &ht, &sub, &cs) != 0 {
-		return Config{}, fmt.Errorf("%w: jpeg header: %s", ErrCorrupt, h.errString(h.dec))
-	}
-	return Config{Format: JPEG, Width: int(w), Height: int(ht)}, nil
-}
-
 func (d *Decoder) decodeJPEG(data []byte, cfg Config, boxW, boxH int) (RGB, error) {
 	if d.h.dec == nil {
 		if d.h.dec = C.tjInitDecompress(); d.h.dec == nil {

@@ -1,0 +1,122 @@
+package contract
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+)
+
+// SchemaVersion is the version of every schema under schemas/v1. Within a version only additive
+// changes are made; consumers ignore fields they do not know.
+const SchemaVersion = "v1"
+
+// CloudEvents types (ce_type) of streamdet's messages.
+const (
+	TypeRawFrame   = "io.streamdet.frame.raw.v1"
+	TypeFrameRef   = "io.streamdet.frame.ref.v1"
+	TypeDetections = "io.streamdet.detections.v1"
+	TypeDeadLetter = "io.streamdet.deadletter.v1"
+)
+
+// FrameRef is the claim check ingest publishes on the frames topic: the frame's bytes are in
+// object storage at Bucket/Key. Schema: schemas/v1/frame-ref.schema.json.
+type FrameRef struct {
+	FrameID     string    `json:"frame_id"`
+	StreamID    string    `json:"stream_id"`
+	CaptureTime time.Time `json:"capture_time"`
+	Sequence    int64     `json:"sequence"`
+	Bucket      string    `json:"bucket"`
+	Key         string    `json:"key"`
+	ContentType string    `json:"content_type"`
+	Width       int       `json:"width"`
+	Height      int       `json:"height"`
+	Size        int64     `json:"size"`
+	SHA256      string    `json:"sha256"`
+}
+
+// Model names the model version that produced detections.
+type Model struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	Digest  string `json:"digest"` // "sha256:<hex>" of the ONNX bytes
+}
+
+// Route says which arm of a route served a frame ("primary", "canary", "shadow", "pinned").
+type Route struct {
+	Arm string `json:"arm"`
+}
+
+// Detections is what detect publishes for one frame. Schema: schemas/v1/detections.schema.json.
+type Detections struct {
+	FrameID     string             `json:"frame_id"`
+	StreamID    string             `json:"stream_id"`
+	CaptureTime time.Time          `json:"capture_time"`
+	Frame       FrameRef           `json:"frame"`
+	Width       int                `json:"width"`
+	Height      int                `json:"height"`
+	Model       Model              `json:"model"`
+	Route       Route              `json:"route"`
+	Detections  []Detection        `json:"detections"`
+	TimingMS    map[string]float64 `json:"timing_ms"`
+	TraceID     string             `json:"trace_id,omitempty"`
+	DetectedAt  time.Time          `json:"detected_at"`
+}
+
+// DeadLetter describes why a message was refused. The dead-letter message keeps the original
+// value and headers untouched and carries this, as JSON, in the header HeaderDeadLetter.
+// Schema: schemas/v1/dead-letter.schema.json.
+type DeadLetter struct {
+	Stage   string       `json:"stage"`  // ingest, detect, sink
+	Reason  Reason       `json:"reason"` // machine-readable code
+	Message string       `json:"message"`
+	Source  SourceRecord `json:"source"`
+	At      time.Time    `json:"at"`
+}
+
+// SourceRecord locates the refused message.
+type SourceRecord struct {
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Offset    int64  `json:"offset"`
+}
+
+// Reason is a dead-letter reason code.
+type Reason string
+
+// The dead-letter reason codes.
+const (
+	ReasonEmpty             Reason = "empty"
+	ReasonUnsupportedFormat Reason = "unsupported_format"
+	ReasonCorruptImage      Reason = "corrupt_image"
+	ReasonTooLarge          Reason = "too_large"
+	ReasonOversizedMessage  Reason = "oversized_message"
+	ReasonMissingObject     Reason = "missing_object"
+	ReasonSchemaViolation   Reason = "schema_violation"
+	ReasonUnknownSchema     Reason = "unknown_schema"
+	ReasonInference         Reason = "inference_failed"
+)
+
+// Kafka header names: the CloudEvents Kafka binding (binary mode) plus W3C trace context.
+const (
+	HeaderSpecVersion = "ce_specversion"
+	HeaderID          = "ce_id"
+	HeaderSource      = "ce_source"
+	HeaderType        = "ce_type"
+	HeaderTime        = "ce_time"
+	HeaderSubject     = "ce_subject"
+	HeaderContentType = "content-type"
+	HeaderTraceParent = "traceparent"
+	HeaderTraceState  = "tracestate"
+	// HeaderSequence is an optional CloudEvents extension producers may set on raw frames.
+	HeaderSequence = "ce_sequence"
+	// HeaderDeadLetter carries a DeadLetter as JSON on dead-letter messages.
+	HeaderDeadLetter = "streamdet_deadletter"
+)
+
+// DerivedFrameID is the frame id of a raw frame that came without one: a pure function of where
+// the message sits in Kafka, so a redelivery yields the same id.
+func DerivedFrameID(topic string, partition int, offset int64) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s/%d/%d", topic, partition, offset)))
+	return "f-" + hex.EncodeToString(sum[:12])
+}

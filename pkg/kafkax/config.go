@@ -1,0 +1,189 @@
+// Package kafkax is streamdet's Kafka layer over segmentio/kafka-go: configuration from the
+// environment (brokers, TLS, SASL), topic names, writers that wait for every in-sync replica, a
+// consumer that runs a handler on several messages at once yet commits each partition's offsets
+// strictly in order and only after the handler has finished with them, and W3C trace-context
+// propagation through message headers.
+package kafkax
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl"
+	"github.com/segmentio/kafka-go/sasl/plain"
+	"github.com/segmentio/kafka-go/sasl/scram"
+
+	"github.com/streamdet/streamdet/pkg/envconf"
+)
+
+// Config is how a service reaches Kafka. FromEnv reads it; Validate names what is wrong.
+type Config struct {
+	// Brokers are the bootstrap brokers. STREAMDET_KAFKA_BROKERS, comma-separated. Required.
+	Brokers []string
+	// TopicPrefix prefixes every topic name. STREAMDET_TOPIC_PREFIX, default "streamdet".
+	TopicPrefix string
+	// TLS enables TLS. STREAMDET_KAFKA_TLS=true; STREAMDET_KAFKA_TLS_CA_FILE,
+	// STREAMDET_KAFKA_TLS_CERT_FILE, STREAMDET_KAFKA_TLS_KEY_FILE optional.
+	TLS                        bool
+	TLSCAFile, TLSCert, TLSKey string
+	TLSInsecureSkipVerify      bool
+	// SASLMechanism is "", "plain", "scram-sha-256" or "scram-sha-512". STREAMDET_KAFKA_SASL_MECHANISM.
+	SASLMechanism string
+	// SASLUser and SASLPassword: STREAMDET_KAFKA_SASL_USERNAME and STREAMDET_KAFKA_SASL_PASSWORD
+	// (or STREAMDET_KAFKA_SASL_PASSWORD_FILE). Never logged.
+	SASLUser, SASLPassword string
+	// MaxMessageBytes is the largest message produced or accepted. STREAMDET_KAFKA_MAX_MESSAGE_BYTES,
+	// default 10 MiB (the local broker's message.max.bytes).
+	MaxMessageBytes int
+}
+
+// FromEnv reads the Config from the environment.
+func FromEnv(env envconf.Env) Config {
+	return Config{
+		Brokers:               env.List("STREAMDET_KAFKA_BROKERS", nil),
+		TopicPrefix:           env.String("STREAMDET_TOPIC_PREFIX", "streamdet"),
+		TLS:                   env.Bool("STREAMDET_KAFKA_TLS", false),
+		TLSCAFile:             env.String("STREAMDET_KAFKA_TLS_CA_FILE", ""),
+		TLSCert:               env.String("STREAMDET_KAFKA_TLS_CERT_FILE", ""),
+		TLSKey:                env.String("STREAMDET_KAFKA_TLS_KEY_FILE", ""),
+		TLSInsecureSkipVerify: env.Bool("STREAMDET_KAFKA_TLS_INSECURE_SKIP_VERIFY", false),
+		SASLMechanism:         strings.ToLower(env.String("STREAMDET_KAFKA_SASL_MECHANISM", "")),
+		SASLUser:              env.String("STREAMDET_KAFKA_SASL_USERNAME", ""),
+		SASLPassword:          env.Secret("STREAMDET_KAFKA_SASL_PASSWORD"),
+		MaxMessageBytes:       env.Int("STREAMDET_KAFKA_MAX_MESSAGE_BYTES", 10<<20),
+	}
+}
+
+// Validate checks the Config.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Brokers) == 0 {
+		errs = append(errs, errors.New("STREAMDET_KAFKA_BROKERS: at least one broker is required"))
+	}
+	switch c.SASLMechanism {
+	case "", "plain", "scram-sha-256", "scram-sha-512":
+	default:
+		errs = append(errs, fmt.Errorf("STREAMDET_KAFKA_SASL_MECHANISM %q: want plain, scram-sha-256 or scram-sha-512", c.SASLMechanism))
+	}
+	if c.SASLMechanism != "" && (c.SASLUser == "" || c.SASLPassword == "") {
+		errs = append(errs, errors.New("SASL needs STREAMDET_KAFKA_SASL_USERNAME and STREAMDET_KAFKA_SASL_PASSWORD(_FILE)"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("STREAMDET_KAFKA_TLS_CERT_FILE and STREAMDET_KAFKA_TLS_KEY_FILE go together"))
+	}
+	if c.MaxMessageBytes < 1<<10 || c.MaxMessageBytes > 1<<30 {
+		errs = append(errs, fmt.Errorf("STREAMDET_KAFKA_MAX_MESSAGE_BYTES %d: must be in [1 KiB, 1 GiB]", c.MaxMessageBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// Topics are the project's topic names under a prefix.
+type Topics struct {
+	Raw, Frames, Detections, Shadow, DLQ, Events string
+}
+
+// Topics returns the topic names for the Config's prefix.
+func (c Config) Topics() Topics {
+	p := c.TopicPrefix
+	if p == "" {
+		p = "streamdet"
+	}
+	return Topics{
+		Raw: p + ".frames.raw", Frames: p + ".frames", Detections: p + ".detections",
+		Shadow: p + ".detections.shadow", DLQ: p + ".dlq", Events: p + ".frames.events",
+	}
+}
+
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if !c.TLS {
+		return nil, nil
+	}
+	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLSInsecureSkipVerify} //nolint:gosec // opt-in
+	if c.TLSCAFile != "" {
+		pem, err := os.ReadFile(c.TLSCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("kafka TLS CA: %w", err)
+		}
+		t.RootCAs = x509.NewCertPool()
+		if !t.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("kafka TLS CA %s: no certificates", c.TLSCAFile)
+		}
+	}
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("kafka TLS client certificate: %w", err)
+		}
+		t.Certificates = []tls.Certificate{cert}
+	}
+	return t, nil
+}
+
+func (c Config) saslMechanism() (sasl.Mechanism, error) {
+	switch c.SASLMechanism {
+	case "":
+		return nil, nil
+	case "plain":
+		return plain.Mechanism{Username: c.SASLUser, Password: c.SASLPassword}, nil
+	case "scram-sha-256":
+		return scram.Mechanism(scram.SHA256, c.SASLUser, c.SASLPassword)
+	default:
+		return scram.Mechanism(scram.SHA512, c.SASLUser, c.SASLPassword)
+	}
+}
+
+// Dialer is a kafka-go dialer with the Config's TLS and SASL.
+func (c Config) Dialer() (*kafka.Dialer, error) {
+	t, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.saslMechanism()
+	if err != nil {
+		return nil, fmt.Errorf("kafka SASL: %w", err)
+	}
+	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: t, SASLMechanism: m}, nil
+}
+
+// Transport is a kafka-go transport with the Config's TLS and SASL, for writers and clients.
+func (c Config) Transport() (*kafka.Transport, error) {
+	t, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	m, err := c.saslMechanism()
+	if err != nil {
+		return nil, fmt.Errorf("kafka SASL: %w", err)
+	}
+	return &kafka.Transport{TLS: t, SASL: m, DialTimeout: 10 * time.Second}, nil
+}
+
+// Writer returns a writer for topic that hashes keys to partitions and waits for every in-sync
+// replica (acks=all) before WriteMessages returns: a message it acknowledged is durable.
+func (c Config) Writer(topic string) (*kafka.Writer, error) {
+	tr, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Writer{
+		Addr: kafka.TCP(c.Brokers...), Topic: topic, Transport: tr,
+		Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 2 * time.Millisecond, BatchBytes: int64(c.MaxMessageBytes),
+		MaxAttempts: 3, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second,
+	}, nil
+}
+
+// Client returns a kafka-go client for admin and metadata requests.
+func (c Config) Client() (*kafka.Client, error) {
+	tr, err := c.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &kafka.Client{Addr: kafka.TCP(c.Brokers...), Transport: tr, Timeout: 10 * time.Second}, nil
+}

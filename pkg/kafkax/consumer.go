@@ -1,0 +1,244 @@
+package kafkax
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// Handler processes one message. It returns nil once the message is finished with for good:
+// its output durably produced, or the message dead-lettered. Transient failures are the
+// handler's to retry (see Retry). Any other error stops the consumer (Run returns it) with the
+// message uncommitted, so it is delivered again after the service restarts: at-least-once never
+// skips a message it could not finish.
+type Handler func(ctx context.Context, m kafka.Message) error
+
+// Consumer reads a topic in a consumer group and runs a Handler on several messages at once,
+// committing each partition's offsets in order: an offset is committed only when its message and
+// every earlier one of its partition have been handled. Concurrency bounds the uncommitted
+// window, not just the handlers running: a slow message holds back at most Concurrency-1 others.
+//
+// Lifecycle: NewConsumer, then Run until its context ends; Run then stops fetching, lets the
+// messages in flight finish (within DrainTimeout), commits what finished and closes the reader.
+type Consumer struct {
+	reader       *kafka.Reader
+	concurrency  int
+	drainTimeout time.Duration
+	log          *slog.Logger
+	window       chan struct{} // one token per fetched, uncommitted message
+
+	mu    sync.Mutex
+	parts map[int]*partition
+	stale map[[2]int64]bool // partition/offset of messages dropped by a rewind, still running
+
+	commitMu  sync.Mutex
+	committed map[int]int64 // highest offset committed per partition
+}
+
+type partition struct {
+	pending []kafka.Message // fetched, in offset order, not yet committed
+	done    map[int64]bool
+}
+
+// ConsumerConfig configures a Consumer.
+type ConsumerConfig struct {
+	Group        string
+	Topic        string
+	Concurrency  int           // uncommitted messages at once; default 1
+	DrainTimeout time.Duration // how long Run waits for messages in flight at shutdown; default 30s
+	Logger       *slog.Logger
+}
+
+// NewConsumer creates a consumer group reader on cfg's brokers.
+func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
+	d, err := cfg.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	if cc.Concurrency < 1 {
+		cc.Concurrency = 1
+	}
+	if cc.DrainTimeout <= 0 {
+		cc.DrainTimeout = 30 * time.Second
+	}
+	if cc.Logger == nil {
+		cc.Logger = slog.Default()
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers: cfg.Brokers, GroupID: cc.Group, Topic: cc.Topic, Dialer: d,
+		StartOffset: kafka.FirstOffset, MinBytes: 1, MaxBytes: cfg.MaxMessageBytes + 1<<20,
+		MaxWait: 250 * time.Millisecond, ReadBackoffMin: 50 * time.Millisecond, ReadBackoffMax: time.Second,
+		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second, RebalanceTimeout: 10 * time.Second,
+		JoinGroupBackoff: 500 * time.Millisecond, QueueCapacity: 2 * cc.Concurrency,
+		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) { cc.Logger.Warn("kafka reader: " + fmt.Sprintf(f, a...)) }),
+	})
+	return &Consumer{
+		reader: r, concurrency: cc.Concurrency, drainTimeout: cc.DrainTimeout, log: cc.Logger,
+		window: make(chan struct{}, cc.Concurrency), parts: map[int]*partition{}, stale: map[[2]int64]bool{},
+		committed: map[int]int64{},
+	}, nil
+}
+
+// Lag is the reader's last known lag (messages behind the high watermark).
+func (c *Consumer) Lag() int64 { return c.reader.Stats().Lag }
+
+// Run fetches and handles messages until ctx ends, then drains and closes.
+func (c *Consumer) Run(ctx context.Context, h Handler) error {
+	// Handlers run on a context that outlives ctx by the drain timeout, so a frame in flight at
+	// SIGTERM finishes and is committed instead of being redone by the next owner.
+	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer hcancel()
+	fetchCtx, stopFetch := context.WithCancel(ctx)
+	defer stopFetch()
+	var wg sync.WaitGroup
+	var errMu sync.Mutex
+	var errs []error
+	for {
+		select {
+		case c.window <- struct{}{}:
+		case <-fetchCtx.Done():
+		}
+		if fetchCtx.Err() != nil {
+			break
+		}
+		m, err := c.reader.FetchMessage(fetchCtx)
+		if err != nil {
+			<-c.window
+			if fetchCtx.Err() == nil {
+				errMu.Lock()
+				errs = append(errs, fmt.Errorf("fetch from %s: %w", c.reader.Config().Topic, err))
+				errMu.Unlock()
+			}
+			break
+		}
+		c.track(m)
+		wg.Add(1)
+		go func(m kafka.Message) {
+			defer wg.Done()
+			if err := h(hctx, m); err != nil {
+				if ctx.Err() == nil {
+					c.log.Error("message could not be handled; stopping so that it is delivered again",
+						"topic", m.Topic, "partition", m.Partition, "offset", m.Offset, "err", err)
+					errMu.Lock()
+					errs = append(errs, fmt.Errorf("handle %s/%d/%d: %w", m.Topic, m.Partition, m.Offset, err))
+					errMu.Unlock()
+					stopFetch()
+				}
+				return // uncommitted: its window token stays taken until Run ends
+			}
+			c.finish(hctx, m)
+		}(m)
+	}
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(c.drainTimeout):
+		c.log.Warn("drain timeout: messages still in flight are left uncommitted", "timeout", c.drainTimeout)
+		hcancel()
+		<-drained
+	}
+	errMu.Lock()
+	defer errMu.Unlock()
+	return errors.Join(append(errs, c.reader.Close())...)
+}
+
+func (c *Consumer) track(m kafka.Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.parts[m.Partition]
+	if p == nil || len(p.pending) > 0 && m.Offset <= p.pending[len(p.pending)-1].Offset {
+		// New partition, or a rewind after a rebalance: the group's committed offset is the
+		// truth again and what was pending will be delivered again. Tokens of the dropped
+		// messages come back now if they finished, or when they finish.
+		if p != nil {
+			for _, old := range p.pending {
+				if p.done[old.Offset] {
+					<-c.window
+				} else {
+					c.stale[[2]int64{int64(old.Partition), old.Offset}] = true
+				}
+			}
+		}
+		p = &partition{done: map[int64]bool{}}
+		c.parts[m.Partition] = p
+	}
+	p.pending = append(p.pending, m)
+}
+
+// finish marks m handled, commits the longest handled prefix of its partition and returns the
+// window tokens of the messages committed.
+func (c *Consumer) finish(ctx context.Context, m kafka.Message) {
+	c.mu.Lock()
+	if k := [2]int64{int64(m.Partition), m.Offset}; c.stale[k] {
+		delete(c.stale, k)
+		c.mu.Unlock()
+		<-c.window
+		return
+	}
+	p := c.parts[m.Partition]
+	p.done[m.Offset] = true
+	var last *kafka.Message
+	popped := 0
+	for len(p.pending) > 0 && p.done[p.pending[0].Offset] {
+		delete(p.done, p.pending[0].Offset)
+		last = &p.pending[0]
+		p.pending = p.pending[1:]
+		popped++
+	}
+	var commit kafka.Message
+	if last != nil {
+		commit = *last
+	}
+	c.mu.Unlock()
+	if last == nil {
+		return
+	}
+	c.commit(ctx, commit)
+	for i := 0; i < popped; i++ {
+		<-c.window
+	}
+}
+
+// commit commits up to m. kafka-go commits offset+1 of the message given. Commits are
+// serialized and never go backwards, whichever goroutine gets here first.
+func (c *Consumer) commit(ctx context.Context, m kafka.Message) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	if prev, ok := c.committed[m.Partition]; ok && m.Offset <= prev {
+		return
+	}
+	if err := c.reader.CommitMessages(ctx, m); err != nil {
+		c.log.Warn("commit failed; the messages will be delivered again", "partition", m.Partition, "offset", m.Offset, "err", err)
+		return
+	}
+	c.committed[m.Partition] = m.Offset
+}
+
+// Retry calls fn until it succeeds, returns a permanent error (one for which permanent returns
+// true), or ctx ends, sleeping with exponential backoff and jitter between tries. onRetry, when
+// set, is told of each transient failure (for readiness and metrics).
+func Retry(ctx context.Context, fn func() error, permanent func(error) bool, onRetry func(error, time.Duration)) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || permanent(err) {
+			return err
+		}
+		sleep := backoff/2 + time.Duration(jitter(int64(backoff)))
+		if onRetry != nil {
+			onRetry(err, sleep)
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(ctx.Err(), err)
+		case <-time.After(sleep):
+		}
+		backoff = min(2*backoff, 10*time.Second)
+	}
+}

@@ -1,0 +1,149 @@
+// Package objstore is streamdet's object storage (MinIO or any S3 API) layer: configuration from
+// the environment with non-default credentials required, idempotent bucket creation, and
+// put/get of whole objects with a trace span each and errors classified as missing (permanent)
+// or anything else (transient, to be retried).
+package objstore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/streamdet/streamdet/pkg/envconf"
+)
+
+// ErrNotFound: the object does not exist (a permanent failure for a frame reference).
+var ErrNotFound = errors.New("objstore: object not found")
+
+// Config is how a service reaches object storage.
+type Config struct {
+	// Endpoint is host:port. STREAMDET_MINIO_ENDPOINT. Required.
+	Endpoint string
+	// AccessKey and SecretKey: STREAMDET_MINIO_ACCESS_KEY, STREAMDET_MINIO_SECRET_KEY (or
+	// STREAMDET_MINIO_SECRET_KEY_FILE). Required; MinIO's default minioadmin is refused.
+	AccessKey, SecretKey string
+	// TLS: STREAMDET_MINIO_TLS=true. Default false.
+	TLS bool
+	// Region: STREAMDET_MINIO_REGION. Default us-east-1.
+	Region string
+}
+
+// FromEnv reads the Config.
+func FromEnv(env envconf.Env) Config {
+	return Config{
+		Endpoint:  env.String("STREAMDET_MINIO_ENDPOINT", ""),
+		AccessKey: env.String("STREAMDET_MINIO_ACCESS_KEY", ""),
+		SecretKey: env.Secret("STREAMDET_MINIO_SECRET_KEY"),
+		TLS:       env.Bool("STREAMDET_MINIO_TLS", false),
+		Region:    env.String("STREAMDET_MINIO_REGION", "us-east-1"),
+	}
+}
+
+// Validate checks the Config.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Endpoint == "" {
+		errs = append(errs, errors.New("STREAMDET_MINIO_ENDPOINT is required"))
+	}
+	if c.AccessKey == "" || c.SecretKey == "" {
+		errs = append(errs, errors.New("STREAMDET_MINIO_ACCESS_KEY and STREAMDET_MINIO_SECRET_KEY(_FILE) are required"))
+	}
+	if c.AccessKey == "minioadmin" || c.SecretKey == "minioadmin" {
+		errs = append(errs, errors.New("MinIO's default credentials (minioadmin) are refused; set non-default ones"))
+	}
+	return errors.Join(errs...)
+}
+
+// Store is a client bound to one endpoint.
+type Store struct {
+	mc     *minio.Client
+	tracer trace.Tracer
+}
+
+// New creates a Store.
+func New(c Config) (*Store, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	mc, err := minio.New(c.Endpoint, &minio.Options{
+		Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""), Secure: c.TLS, Region: c.Region,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("objstore: %w", err)
+	}
+	return &Store{mc: mc, tracer: otel.Tracer("github.com/streamdet/streamdet/pkg/objstore")}, nil
+}
+
+// Client exposes the MinIO client for operations the Store does not wrap.
+func (s *Store) Client() *minio.Client { return s.mc }
+
+// EnsureBucket creates the bucket unless it exists.
+func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
+	ok, err := s.mc.BucketExists(ctx, bucket)
+	if err != nil {
+		return fmt.Errorf("objstore: check bucket %s: %w", bucket, err)
+	}
+	if ok {
+		return nil
+	}
+	if err := s.mc.MakeBucket(ctx, bucket, minio.MakeBucketOptions{}); err != nil {
+		if r := minio.ToErrorResponse(err); r.Code == "BucketAlreadyOwnedByYou" || r.Code == "BucketAlreadyExists" {
+			return nil
+		}
+		return fmt.Errorf("objstore: make bucket %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// Ping checks that the endpoint answers with these credentials.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.mc.ListBuckets(ctx)
+	return err
+}
+
+// Put writes a whole object.
+func (s *Store) Put(ctx context.Context, bucket, key string, data []byte, contentType string) error {
+	ctx, span := s.tracer.Start(ctx, "objstore put", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("s3.bucket", bucket), attribute.String("s3.key", key), attribute.Int("s3.size", len(data))))
+	defer span.End()
+	_, err := s.mc.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{ContentType: contentType})
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("objstore: put %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// Get reads a whole object of at most max bytes; a missing object is ErrNotFound.
+func (s *Store) Get(ctx context.Context, bucket, key string, max int64) ([]byte, error) {
+	ctx, span := s.tracer.Start(ctx, "objstore get", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("s3.bucket", bucket), attribute.String("s3.key", key)))
+	defer span.End()
+	obj, err := s.mc.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	if err == nil {
+		var b []byte
+		b, err = io.ReadAll(io.LimitReader(obj, max+1))
+		obj.Close()
+		if err == nil && int64(len(b)) > max {
+			err = fmt.Errorf("object over %d bytes", max)
+		}
+		if err == nil {
+			span.SetAttributes(attribute.Int("s3.size", len(b)))
+			return b, nil
+		}
+	}
+	span.SetStatus(codes.Error, err.Error())
+	if r := minio.ToErrorResponse(err); r.Code == "NoSuchKey" || r.Code == "NoSuchBucket" {
+		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, bucket, key)
+	}
+	return nil, fmt.Errorf("objstore: get %s/%s: %w", bucket, key, err)
+}

@@ -1,0 +1,234 @@
+// Package pipeline holds what every streamdet stage does around its own work: continue the
+// trace a message carries (a consumer span per message, a producer span per message sent, both
+// following the OpenTelemetry messaging conventions), stamp outgoing messages with CloudEvents
+// headers, send refused messages to the dead-letter topic with a reason, and count it all.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/imageinfo"
+	"github.com/streamdet/streamdet/pkg/kafkax"
+	"github.com/streamdet/streamdet/pkg/objstore"
+	"github.com/streamdet/streamdet/pkg/telemetry"
+)
+
+// Stage is one service's view of the pipeline.
+type Stage struct {
+	Name   string // ingest, detect, sink
+	Tel    *telemetry.Telemetry
+	Health interface{ Set(string, error) }
+	dlq    *kafka.Writer
+	dlqTop string
+
+	In, Out   metric.Int64Counter
+	Errors    metric.Int64Counter
+	Latency   metric.Float64Histogram
+	StageTime metric.Float64Histogram
+}
+
+// New creates a Stage that dead-letters through dlq (a writer for the dead-letter topic).
+func New(name string, tel *telemetry.Telemetry, health interface{ Set(string, error) }, dlq *kafka.Writer) (*Stage, error) {
+	s := &Stage{Name: name, Tel: tel, Health: health, dlq: dlq, dlqTop: dlq.Topic}
+	m := tel.Meter
+	var errs []error
+	var err error
+	s.In, err = m.Int64Counter("streamdet_frames_in", metric.WithDescription("messages taken in"))
+	errs = append(errs, err)
+	s.Out, err = m.Int64Counter("streamdet_frames_out", metric.WithDescription("messages produced downstream"))
+	errs = append(errs, err)
+	s.Errors, err = m.Int64Counter("streamdet_errors", metric.WithDescription("refused messages (dead-lettered) and transient failures, by reason"))
+	errs = append(errs, err)
+	s.Latency, err = m.Float64Histogram("streamdet_message_duration_seconds", metric.WithDescription("time to handle one message"),
+		metric.WithExplicitBucketBoundaries(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+	errs = append(errs, err)
+	s.StageTime, err = m.Float64Histogram("streamdet_step_duration_seconds", metric.WithDescription("time of each step (fetch, decode, preprocess, infer, postprocess, put, produce, write)"),
+		metric.WithExplicitBucketBoundaries(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+	errs = append(errs, err)
+	return s, errors.Join(errs...)
+}
+
+func (s *Stage) attrs(kv ...attribute.KeyValue) metric.MeasurementOption {
+	return metric.WithAttributes(append([]attribute.KeyValue{attribute.String("stage", s.Name)}, kv...)...)
+}
+
+// Step records the duration of a named step.
+func (s *Stage) Step(ctx context.Context, step string, d time.Duration) {
+	s.StageTime.Record(ctx, d.Seconds(), s.attrs(attribute.String("step", step)))
+}
+
+// Consume starts the consumer span of message m, continuing the trace in its headers.
+func (s *Stage) Consume(ctx context.Context, m kafka.Message) (context.Context, trace.Span) {
+	hs := m.Headers
+	ctx = otel.GetTextMapPropagator().Extract(ctx, kafkax.Headers{H: &hs})
+	s.In.Add(ctx, 1, s.attrs(attribute.String("topic", m.Topic)))
+	return s.Tel.Tracer.Start(ctx, "process "+m.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", m.Topic),
+			attribute.Int("messaging.destination.partition.id", m.Partition),
+			attribute.Int64("messaging.kafka.offset", m.Offset),
+			attribute.String("messaging.kafka.message.key", string(m.Key)),
+			attribute.String("messaging.consumer.group.name", s.Name),
+		))
+}
+
+// Event is an outgoing message.
+type Event struct {
+	Key     string // stream id
+	ID      string // ce_id
+	Type    string // ce_type
+	Subject string // ce_subject (stream id)
+	Time    time.Time
+	Value   []byte
+}
+
+// Publish sends ev on w with CloudEvents headers and the current trace context, inside a
+// producer span, retrying transient failures until ctx ends. When it returns nil the broker
+// has acknowledged the message from every in-sync replica.
+func (s *Stage) Publish(ctx context.Context, w *kafka.Writer, ev Event) error {
+	ctx, span := s.Tel.Tracer.Start(ctx, "send "+w.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", w.Topic),
+			attribute.String("messaging.message.id", ev.ID),
+			attribute.String("messaging.kafka.message.key", ev.Key),
+		))
+	defer span.End()
+	hs := []kafka.Header{
+		{Key: contract.HeaderSpecVersion, Value: []byte("1.0")},
+		{Key: contract.HeaderID, Value: []byte(ev.ID)},
+		{Key: contract.HeaderSource, Value: []byte("/streamdet/" + s.Name)},
+		{Key: contract.HeaderType, Value: []byte(ev.Type)},
+		{Key: contract.HeaderTime, Value: []byte(ev.Time.UTC().Format(time.RFC3339Nano))},
+		{Key: contract.HeaderSubject, Value: []byte(ev.Subject)},
+		{Key: contract.HeaderContentType, Value: []byte("application/json")},
+	}
+	otel.GetTextMapPropagator().Inject(ctx, kafkax.Headers{H: &hs})
+	msg := kafka.Message{Key: []byte(ev.Key), Value: ev.Value, Headers: hs}
+	t0 := time.Now()
+	err := kafkax.Retry(ctx, func() error { return w.WriteMessages(ctx, msg) }, permanentKafka, s.transient("kafka"))
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("publish to %s: %w", w.Topic, err)
+	}
+	s.Health.Set("kafka", nil)
+	s.Step(ctx, "produce", time.Since(t0))
+	s.Out.Add(ctx, 1, s.attrs(attribute.String("topic", w.Topic)))
+	return nil
+}
+
+// permanentKafka: a message the broker will never take (too large for it, or a non-retriable
+// protocol error). Everything else, including an unreachable broker, is retried.
+func permanentKafka(err error) bool {
+	if errors.As(err, new(kafka.MessageTooLargeError)) {
+		return true
+	}
+	var ke kafka.Error
+	return errors.As(err, &ke) && !ke.Temporary()
+}
+
+// transient returns a Retry callback that marks component not ready and counts the failure.
+func (s *Stage) transient(component string) func(error, time.Duration) {
+	return func(err error, wait time.Duration) {
+		s.Health.Set(component, err)
+		s.Errors.Add(context.Background(), 1, s.attrs(attribute.String("reason", "transient_"+component)))
+		s.Tel.Logger.Warn("transient failure, retrying", "component", component, "in", wait.String(), "err", err)
+	}
+}
+
+// Retry runs fn with backoff until it succeeds, fails permanently, or ctx ends; component is
+// reported not ready meanwhile and ready again on success.
+func (s *Stage) Retry(ctx context.Context, component string, fn func() error, permanent func(error) bool) error {
+	err := kafkax.Retry(ctx, fn, permanent, s.transient(component))
+	if err == nil || permanent(err) {
+		s.Health.Set(component, nil)
+	}
+	return err
+}
+
+// Reject is a permanent refusal: the message goes to the dead-letter topic with this reason.
+type Reject struct {
+	Reason contract.Reason
+	Err    error
+}
+
+func (r *Reject) Error() string { return string(r.Reason) + ": " + r.Err.Error() }
+func (r *Reject) Unwrap() error { return r.Err }
+
+// Rejectf makes a Reject.
+func Rejectf(reason contract.Reason, format string, a ...any) *Reject {
+	return &Reject{Reason: reason, Err: fmt.Errorf(format, a...)}
+}
+
+// ImageReason maps an imageinfo error to its dead-letter reason.
+func ImageReason(err error) (contract.Reason, bool) {
+	switch {
+	case errors.Is(err, imageinfo.ErrEmpty):
+		return contract.ReasonEmpty, true
+	case errors.Is(err, imageinfo.ErrUnsupportedFormat):
+		return contract.ReasonUnsupportedFormat, true
+	case errors.Is(err, imageinfo.ErrTooLarge):
+		return contract.ReasonTooLarge, true
+	case errors.Is(err, imageinfo.ErrCorrupt):
+		return contract.ReasonCorruptImage, true
+	case errors.Is(err, objstore.ErrNotFound):
+		return contract.ReasonMissingObject, true
+	}
+	return "", false
+}
+
+// DeadLetter sends m, value and headers untouched, to the dead-letter topic with why, and
+// counts it. It retries until the broker acknowledges or ctx ends.
+func (s *Stage) DeadLetter(ctx context.Context, m kafka.Message, r *Reject) error {
+	dl := contract.DeadLetter{
+		Stage: s.Name, Reason: r.Reason, Message: r.Err.Error(),
+		Source: contract.SourceRecord{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, At: time.Now().UTC(),
+	}
+	doc, _ := json.Marshal(dl)
+	hs := append(append([]kafka.Header(nil), m.Headers...), kafka.Header{Key: contract.HeaderDeadLetter, Value: doc},
+		kafka.Header{Key: "streamdet_deadletter_reason", Value: []byte(r.Reason)},
+		kafka.Header{Key: "streamdet_deadletter_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))})
+	span := trace.SpanFromContext(ctx)
+	span.SetStatus(codes.Error, string(r.Reason))
+	span.SetAttributes(attribute.String("streamdet.deadletter.reason", string(r.Reason)))
+	s.Errors.Add(ctx, 1, s.attrs(attribute.String("reason", string(r.Reason))))
+	s.Tel.Logger.WarnContext(ctx, "dead-lettered", "reason", r.Reason, "err", r.Err.Error(),
+		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
+	msg := kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}
+	return s.Retry(ctx, "kafka", func() error { return s.dlq.WriteMessages(ctx, msg) }, func(error) bool { return false })
+}
+
+// Handle wraps a message handler with the consumer span, timing, and dead-lettering of
+// permanent refusals (errors that are a *Reject). Other errors leave the message uncommitted.
+func (s *Stage) Handle(h func(ctx context.Context, m kafka.Message) error) kafkax.Handler {
+	return func(ctx context.Context, m kafka.Message) error {
+		ctx, span := s.Consume(ctx, m)
+		defer span.End()
+		t0 := time.Now()
+		err := h(ctx, m)
+		var rej *Reject
+		if errors.As(err, &rej) {
+			err = s.DeadLetter(ctx, m, rej)
+		} else if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		s.Latency.Record(ctx, time.Since(t0).Seconds(), s.attrs())
+		return err
+	}
+}

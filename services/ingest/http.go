@@ -1,0 +1,160 @@
+package ingest
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/pipeline"
+)
+
+// uploadResponse is the body of a 202 from POST /v1/frames.
+type uploadResponse struct {
+	FrameID  string `json:"frame_id"`
+	StreamID string `json:"stream_id"`
+	Bucket   string `json:"bucket"`
+	Key      string `json:"key"`
+	SHA256   string `json:"sha256"`
+}
+
+type errorResponse struct {
+	Error  string          `json:"error"`
+	Reason contract.Reason `json:"reason,omitempty"`
+}
+
+// ServeHTTP handles POST /v1/frames: a raw image body (stream id, frame id, capture time and
+// sequence in X-Stream-Id, X-Frame-Id, X-Capture-Time, X-Sequence) or multipart/form-data with
+// a file part "frame" and fields stream_id, frame_id, capture_time, sequence. It answers 202
+// with the frame id once the reference is durably on the frames topic; a refused frame gets
+// 400, 413 or 415 with the reason, and nothing is stored.
+func (in *Ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx, span := in.stage.Tel.Tracer.Start(ctx, "POST /v1/frames", trace.WithSpanKind(trace.SpanKindServer))
+	defer span.End()
+	in.stage.In.Add(ctx, 1)
+
+	f, err := in.readUpload(r)
+	if err == nil {
+		var ref contract.FrameRef
+		if ref, err = in.Ingest(ctx, f); err == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusAccepted)
+			json.NewEncoder(w).Encode(uploadResponse{ref.FrameID, ref.StreamID, ref.Bucket, ref.Key, ref.SHA256})
+			return
+		}
+	}
+	status, resp := http.StatusServiceUnavailable, errorResponse{Error: err.Error()}
+	var rej *pipeline.Reject
+	if errors.As(err, &rej) {
+		resp.Reason = rej.Reason
+		switch rej.Reason {
+		case contract.ReasonTooLarge, contract.ReasonOversizedMessage:
+			status = http.StatusRequestEntityTooLarge
+		case contract.ReasonUnsupportedFormat:
+			status = http.StatusUnsupportedMediaType
+		default:
+			status = http.StatusBadRequest
+		}
+	}
+	span.SetStatus(codes.Error, err.Error())
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(resp)
+}
+
+func (in *Ingester) readUpload(r *http.Request) (Frame, error) {
+	limit := int64(in.cfg.Limits.MaxBytes)
+	body := http.MaxBytesReader(nil, r.Body, limit+1<<20)
+	f := Frame{
+		StreamID: r.Header.Get("X-Stream-Id"), FrameID: r.Header.Get("X-Frame-Id"),
+		CaptureTime: time.Now(),
+	}
+	capture, seq := r.Header.Get("X-Capture-Time"), r.Header.Get("X-Sequence")
+	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	var err error
+	if mt == "multipart/form-data" {
+		mr := multipart.NewReader(body, params["boundary"])
+		for {
+			p, perr := mr.NextPart()
+			if perr == io.EOF {
+				break
+			}
+			if perr != nil {
+				return f, uploadErr(perr, limit)
+			}
+			v, rerr := io.ReadAll(io.LimitReader(p, limit+1))
+			if rerr != nil {
+				return f, uploadErr(rerr, limit)
+			}
+			switch p.FormName() {
+			case "frame", "file", "image":
+				f.Data = v
+			case "stream_id":
+				f.StreamID = string(v)
+			case "frame_id":
+				f.FrameID = string(v)
+			case "capture_time":
+				capture = string(v)
+			case "sequence":
+				seq = string(v)
+			}
+		}
+	} else {
+		f.Data, err = io.ReadAll(io.LimitReader(body, limit+1))
+		if err != nil {
+			return f, uploadErr(err, limit)
+		}
+	}
+	if int64(len(f.Data)) > limit {
+		return f, pipeline.Rejectf(contract.ReasonTooLarge, "frame over %d bytes", limit)
+	}
+	if capture != "" {
+		t, err := time.Parse(time.RFC3339Nano, capture)
+		if err != nil {
+			return f, pipeline.Rejectf(contract.ReasonSchemaViolation, "capture time %q: want RFC 3339", capture)
+		}
+		f.CaptureTime = t
+	}
+	if seq != "" {
+		n, err := strconv.ParseInt(seq, 10, 64)
+		if err != nil || n < 0 {
+			return f, pipeline.Rejectf(contract.ReasonSchemaViolation, "sequence %q: want a non-negative integer", seq)
+		}
+		f.Sequence = n
+	}
+	if f.StreamID == "" {
+		f.StreamID = "default"
+	}
+	if f.FrameID == "" {
+		var b [12]byte
+		rand.Read(b[:])
+		f.FrameID = "h-" + hex.EncodeToString(b[:])
+	}
+	if len(f.FrameID) > 256 || len(f.StreamID) > 256 {
+		return f, pipeline.Rejectf(contract.ReasonSchemaViolation, "frame id or stream id longer than 256 bytes")
+	}
+	return f, nil
+}
+
+func uploadErr(err error, limit int64) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return pipeline.Rejectf(contract.ReasonTooLarge, "upload over %d bytes", limit)
+	}
+	return pipeline.Rejectf(contract.ReasonSchemaViolation, "reading the upload: %v", err)
+}

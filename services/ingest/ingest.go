@@ -1,0 +1,158 @@
+// Package ingest is streamdet's entry stage: it takes encoded frames from Kafka (raw image
+// bytes on the raw-frames topic), from HTTP uploads and from object-storage bucket
+// notifications, checks each is a JPEG or PNG within the byte and pixel limits from its header
+// alone, stores the bytes in object storage under a content-addressed key and publishes a frame
+// reference (claim check) on the frames topic. A refused frame goes to the dead-letter topic (or,
+// over HTTP, back to the caller) with its reason.
+package ingest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/imageinfo"
+	"github.com/streamdet/streamdet/pkg/kafkax"
+	"github.com/streamdet/streamdet/pkg/objstore"
+	"github.com/streamdet/streamdet/pkg/pipeline"
+)
+
+// Config is ingest's own configuration (Kafka and object storage have theirs).
+type Config struct {
+	// HTTPAddr serves /v1/frames, /healthz, /readyz, /metrics. STREAMDET_INGEST_ADDR, default :8081.
+	HTTPAddr string
+	// Group is the consumer group. STREAMDET_INGEST_GROUP, default streamdet-ingest.
+	Group string
+	// Bucket holds frames. STREAMDET_FRAMES_BUCKET, default frames.
+	Bucket string
+	// Concurrency is frames in flight per instance. STREAMDET_INGEST_CONCURRENCY, default 8.
+	Concurrency int
+	// Limits: STREAMDET_MAX_FRAME_BYTES (default 8 MiB), STREAMDET_MAX_FRAME_PIXELS (default 50,000,000).
+	Limits imageinfo.Limits
+	// Events enables the bucket-notification consumer. STREAMDET_INGEST_EVENTS, default true.
+	Events bool
+}
+
+// ConfigFromEnv reads and validates the Config.
+func ConfigFromEnv(env envconf.Env) (Config, error) {
+	c := Config{
+		HTTPAddr:    env.String("STREAMDET_INGEST_ADDR", ":8081"),
+		Group:       env.String("STREAMDET_INGEST_GROUP", "streamdet-ingest"),
+		Bucket:      env.String("STREAMDET_FRAMES_BUCKET", "frames"),
+		Concurrency: env.Int("STREAMDET_INGEST_CONCURRENCY", 8),
+		Limits: imageinfo.Limits{
+			MaxBytes:  env.Int("STREAMDET_MAX_FRAME_BYTES", 8<<20),
+			MaxPixels: env.Int("STREAMDET_MAX_FRAME_PIXELS", 50_000_000),
+		},
+		Events: env.Bool("STREAMDET_INGEST_EVENTS", true),
+	}
+	var errs []error
+	if c.Concurrency < 1 || c.Concurrency > 1024 {
+		errs = append(errs, fmt.Errorf("STREAMDET_INGEST_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))
+	}
+	if c.Limits.MaxBytes < 1 || c.Limits.MaxBytes > 256<<20 {
+		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_BYTES %d: must be in [1, 256 MiB]", c.Limits.MaxBytes))
+	}
+	if c.Limits.MaxPixels < 1 {
+		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_PIXELS %d: must be positive", c.Limits.MaxPixels))
+	}
+	return c, errors.Join(append(errs, env.Err())...)
+}
+
+// Frame is one incoming frame, whatever its source.
+type Frame struct {
+	Data        []byte
+	StreamID    string
+	FrameID     string
+	CaptureTime time.Time
+	Sequence    int64
+}
+
+// Ingester stores frames and publishes their references.
+type Ingester struct {
+	cfg    Config
+	stage  *pipeline.Stage
+	store  *objstore.Store
+	frames *kafka.Writer
+}
+
+// New creates an Ingester publishing references with frames (a writer for the frames topic).
+func New(cfg Config, stage *pipeline.Stage, store *objstore.Store, frames *kafka.Writer) *Ingester {
+	return &Ingester{cfg: cfg, stage: stage, store: store, frames: frames}
+}
+
+// Ingest validates, stores and publishes one frame. A permanent refusal is a *pipeline.Reject;
+// anything else is retried inside until ctx ends.
+func (in *Ingester) Ingest(ctx context.Context, f Frame) (contract.FrameRef, error) {
+	span := trace.SpanFromContext(ctx)
+	cfg, err := imageinfo.DecodeConfig(f.Data, in.cfg.Limits)
+	if err != nil {
+		reason, _ := pipeline.ImageReason(err)
+		return contract.FrameRef{}, &pipeline.Reject{Reason: reason, Err: err}
+	}
+	sum := sha256.Sum256(f.Data)
+	digest := hex.EncodeToString(sum[:])
+	ref := contract.FrameRef{
+		FrameID: f.FrameID, StreamID: f.StreamID, CaptureTime: f.CaptureTime.UTC(), Sequence: f.Sequence,
+		Bucket: in.cfg.Bucket, Key: "sha256/" + digest[:2] + "/" + digest + cfg.Format.Ext(),
+		ContentType: cfg.Format.ContentType(), Width: cfg.Width, Height: cfg.Height,
+		Size: int64(len(f.Data)), SHA256: digest,
+	}
+	span.SetAttributes(attribute.String("streamdet.frame_id", ref.FrameID), attribute.String("streamdet.stream_id", ref.StreamID))
+	t0 := time.Now()
+	// Content-addressed: storing the same bytes twice writes the same object.
+	if err := in.stage.Retry(ctx, "minio", func() error {
+		return in.store.Put(ctx, ref.Bucket, ref.Key, f.Data, ref.ContentType)
+	}, func(error) bool { return false }); err != nil {
+		return contract.FrameRef{}, err
+	}
+	in.stage.Step(ctx, "put", time.Since(t0))
+	body, _ := json.Marshal(ref)
+	err = in.stage.Publish(ctx, in.frames, pipeline.Event{
+		Key: ref.StreamID, ID: ref.FrameID, Type: contract.TypeFrameRef, Subject: ref.StreamID, Time: ref.CaptureTime, Value: body,
+	})
+	return ref, err
+}
+
+// HandleRaw is the handler of the raw-frames topic: the value is the image, the key the stream
+// id, and every CloudEvents header optional.
+func (in *Ingester) HandleRaw(ctx context.Context, m kafka.Message) error {
+	f := Frame{Data: m.Value, StreamID: string(m.Key), CaptureTime: m.Time, Sequence: m.Offset}
+	if v, ok := kafkax.Header(m.Headers, contract.HeaderSubject); ok && v != "" {
+		f.StreamID = v
+	}
+	if f.StreamID == "" {
+		f.StreamID = "default"
+	}
+	if v, ok := kafkax.Header(m.Headers, contract.HeaderID); ok && v != "" {
+		f.FrameID = v
+	} else {
+		f.FrameID = contract.DerivedFrameID(m.Topic, m.Partition, m.Offset)
+	}
+	if v, ok := kafkax.Header(m.Headers, contract.HeaderTime); ok {
+		if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
+			f.CaptureTime = t
+		}
+	}
+	if v, ok := kafkax.Header(m.Headers, contract.HeaderSequence); ok {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
+			f.Sequence = n
+		}
+	}
+	if len(f.FrameID) > 256 || len(f.StreamID) > 256 {
+		return pipeline.Rejectf(contract.ReasonSchemaViolation, "frame id or stream id longer than 256 bytes")
+	}
+	_, err := in.Ingest(ctx, f)
+	return err
+}

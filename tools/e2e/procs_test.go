@@ -1,0 +1,142 @@
+//go:build integration
+
+package e2e
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/streamdet/streamdet/pkg/testenv"
+)
+
+// binaries builds the service binaries and detctl once per test binary.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func binaries(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "streamdet-e2e-bin")
+		if buildErr != nil {
+			return
+		}
+		root := testenv.RepoRoot(t)
+		for name, pkg := range map[string]string{
+			"ingest": "./services/ingest/cmd/ingest", "detect": "./services/detect/cmd/detect",
+			"sink": "./services/sink/cmd/sink", "detctl": "./tools/cmd/detctl",
+		} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(binDir, name), pkg)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("build %s: %v\n%s", name, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// proc is one running service.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	log  string
+	done chan struct{}
+}
+
+// startService runs a service binary with env and waits until /readyz says ready.
+func startService(t *testing.T, name string, env []string) *proc {
+	t.Helper()
+	addr := freePort(t)
+	logf := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binaries(t), name))
+	cmd.Env = append(append(os.Environ(), env...), "STREAMDET_"+strings.ToUpper(name)+"_ADDR="+addr)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{name: name, cmd: cmd, addr: addr, log: logf, done: make(chan struct{})}
+	go func() { cmd.Wait(); f.Close(); close(p.done) }()
+	t.Cleanup(func() { p.stop(t) })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p
+			}
+		}
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited during start-up:\n%s", name, tail(logf))
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready after 60s:\n%s", name, tail(logf))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// kill sends SIGKILL and waits.
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// stop sends SIGTERM and waits for a graceful exit.
+func (p *proc) stop(t *testing.T) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+			t.Errorf("%s exited with %d after SIGTERM:\n%s", p.name, code, tail(p.log))
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("%s did not stop within 30s of SIGTERM", p.name)
+		p.kill()
+	}
+}
+
+func tail(path string) string {
+	b, _ := os.ReadFile(path)
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
