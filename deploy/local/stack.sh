@@ -171,8 +171,12 @@ start_minio() {
   if alive "$pidf"; then return 0; fi
   log "minio: starting on 127.0.0.1:$MINIO_PORT"
   mkdir -p "$STATE/minio-data"
+  # MinIO publishes bucket notifications natively to Kafka through the target "streamdet"
+  # (ARN arn:minio:sqs::STREAMDET:kafka); ingest consumes them from streamdet.frames.events.
   MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off \
     MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
+    MINIO_NOTIFY_KAFKA_ENABLE_STREAMDET=on MINIO_NOTIFY_KAFKA_BROKERS_STREAMDET="127.0.0.1:$KAFKA_PORT" \
+    MINIO_NOTIFY_KAFKA_TOPIC_STREAMDET=streamdet.frames.events \
     setsid nohup "$BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
     --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STATE/minio-data" >"$logf" 2>&1 </dev/null &
   echo $! >"$pidf"
@@ -272,9 +276,9 @@ up)
   credentials
   mkdir -p "$LOGS"
   start_redis
-  start_minio
   start_kafka
   ensure_topics
+  start_minio
   log "up in $((SECONDS - t0))s; run 'eval \"\$($0 env)\"' to use it"
   ;;
 down)

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamdet/streamdet/pkg/registry"
+	"github.com/streamdet/streamdet/pkg/routing"
 	"github.com/streamdet/streamdet/pkg/testenv"
 )
 
@@ -26,13 +28,15 @@ func TestExamples(t *testing.T) {
 	s := schemas(t)
 	dir := filepath.Join(testenv.RepoRoot(t), "schemas", SchemaVersion, "examples")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
-	if len(files) < 4 {
+	if len(files) < 6 {
 		t.Fatalf("%d examples in %s", len(files), dir)
 	}
 	types := map[string]func() any{
 		"frame-ref":   func() any { return new(FrameRef) },
 		"detections":  func() any { return new(Detections) },
 		"dead-letter": func() any { return new(DeadLetter) },
+		"manifest":    func() any { return new(registry.Manifest) },
+		"route":       func() any { return new(routing.Route) },
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")

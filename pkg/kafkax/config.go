@@ -28,6 +28,9 @@ type Config struct {
 	Brokers []string
 	// TopicPrefix prefixes every topic name. STREAMDET_TOPIC_PREFIX, default "streamdet".
 	TopicPrefix string
+	// EventsTopic overrides <prefix>.frames.events, where object storage publishes bucket
+	// notifications. STREAMDET_EVENTS_TOPIC.
+	EventsTopic string
 	// TLS enables TLS. STREAMDET_KAFKA_TLS=true; STREAMDET_KAFKA_TLS_CA_FILE,
 	// STREAMDET_KAFKA_TLS_CERT_FILE, STREAMDET_KAFKA_TLS_KEY_FILE optional.
 	TLS                        bool
@@ -48,6 +51,7 @@ func FromEnv(env envconf.Env) Config {
 	return Config{
 		Brokers:               env.List("STREAMDET_KAFKA_BROKERS", nil),
 		TopicPrefix:           env.String("STREAMDET_TOPIC_PREFIX", "streamdet"),
+		EventsTopic:           env.String("STREAMDET_EVENTS_TOPIC", ""),
 		TLS:                   env.Bool("STREAMDET_KAFKA_TLS", false),
 		TLSCAFile:             env.String("STREAMDET_KAFKA_TLS_CA_FILE", ""),
 		TLSCert:               env.String("STREAMDET_KAFKA_TLS_CERT_FILE", ""),
@@ -94,10 +98,14 @@ func (c Config) Topics() Topics {
 	if p == "" {
 		p = "streamdet"
 	}
-	return Topics{
+	t := Topics{
 		Raw: p + ".frames.raw", Frames: p + ".frames", Detections: p + ".detections",
 		Shadow: p + ".detections.shadow", DLQ: p + ".dlq", Events: p + ".frames.events",
 	}
+	if c.EventsTopic != "" {
+		t.Events = c.EventsTopic
+	}
+	return t
 }
 
 func (c Config) tlsConfig() (*tls.Config, error) {

@@ -17,14 +17,15 @@ import (
 
 // Health collects readiness. Components call Set; probes run on each /readyz request.
 type Health struct {
-	mu     sync.Mutex
-	state  map[string]error // component → nil (ready) or why not
-	probes map[string]func(context.Context) error
+	mu       sync.Mutex
+	state    map[string]error // component → nil (ready) or why not
+	degraded map[string]error // component → why it is degraded (reported, still ready)
+	probes   map[string]func(context.Context) error
 }
 
 // NewHealth creates a Health with the named components initially not ready.
 func NewHealth(components ...string) *Health {
-	h := &Health{state: map[string]error{}, probes: map[string]func(context.Context) error{}}
+	h := &Health{state: map[string]error{}, degraded: map[string]error{}, probes: map[string]func(context.Context) error{}}
 	for _, c := range components {
 		h.state[c] = errors.New("starting")
 	}
@@ -35,6 +36,18 @@ func NewHealth(components ...string) *Health {
 func (h *Health) Set(component string, err error) {
 	h.mu.Lock()
 	h.state[component] = err
+	h.mu.Unlock()
+}
+
+// Degrade records that a component works in a degraded mode (nil clears it): /readyz reports it
+// but stays ready.
+func (h *Health) Degrade(component string, err error) {
+	h.mu.Lock()
+	if err == nil {
+		delete(h.degraded, component)
+	} else {
+		h.degraded[component] = err
+	}
 	h.mu.Unlock()
 }
 
@@ -55,6 +68,9 @@ func (h *Health) Check(ctx context.Context) (map[string]string, bool) {
 		if err != nil {
 			out[c], ok = err.Error(), false
 		}
+	}
+	for c, err := range h.degraded {
+		out[c] = "degraded: " + err.Error()
 	}
 	probes := make(map[string]func(context.Context) error, len(h.probes))
 	for k, v := range h.probes {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/segmentio/kafka-go"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamdet/streamdet/pkg/contract"
@@ -28,6 +29,7 @@ import (
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/routing"
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
 
@@ -40,8 +42,16 @@ type Config struct {
 	// Concurrency is frames in flight: STREAMDET_DETECT_CONCURRENCY, default 2 × sessions.
 	Concurrency int
 	// ModelPath (a file) or ModelURI (s3://bucket/key in the object store): STREAMDET_MODEL_PATH,
-	// STREAMDET_MODEL_URI. One is required.
+	// STREAMDET_MODEL_URI. Without either, detect serves the versions of STREAMDET_MODEL_NAME
+	// from the registry as its route in Redis says (STREAMDET_REDIS_*).
 	ModelPath, ModelURI string
+	// ModelsBucket is the registry: STREAMDET_MODELS_BUCKET, default models.
+	ModelsBucket string
+	// RouteResync bounds how stale a route can be if a change notification is missed:
+	// STREAMDET_ROUTE_RESYNC, default 1s.
+	RouteResync time.Duration
+	// UnloadGrace is how long a version no route needs stays loaded: STREAMDET_UNLOAD_GRACE, default 30s.
+	UnloadGrace time.Duration
 	// ModelName and ModelVersion label the detections: STREAMDET_MODEL_NAME (default: the file
 	// name without extension), STREAMDET_MODEL_VERSION (default 1).
 	ModelName, ModelVersion string
@@ -64,6 +74,9 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 		ModelName:    env.String("STREAMDET_MODEL_NAME", ""),
 		ModelVersion: env.String("STREAMDET_MODEL_VERSION", "1"),
 		NamesPath:    env.String("STREAMDET_MODEL_NAMES_PATH", ""),
+		ModelsBucket: env.String("STREAMDET_MODELS_BUCKET", "models"),
+		RouteResync:  env.Duration("STREAMDET_ROUTE_RESYNC", time.Second),
+		UnloadGrace:  env.Duration("STREAMDET_UNLOAD_GRACE", 30*time.Second),
 		Engine: engine.Config{
 			Format:         format,
 			Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", runtime.GOMAXPROCS(0)),
@@ -78,8 +91,14 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	}
 	c.Concurrency = env.Int("STREAMDET_DETECT_CONCURRENCY", 2*max(1, c.Engine.Sessions))
 	errs := []error{ferr, env.Err(), c.Engine.Validate()}
-	if (c.ModelPath == "") == (c.ModelURI == "") {
-		errs = append(errs, errors.New("set exactly one of STREAMDET_MODEL_PATH and STREAMDET_MODEL_URI"))
+	if c.ModelPath != "" && c.ModelURI != "" {
+		errs = append(errs, errors.New("set at most one of STREAMDET_MODEL_PATH and STREAMDET_MODEL_URI"))
+	}
+	if c.Routed() && c.ModelName == "" {
+		errs = append(errs, errors.New("STREAMDET_MODEL_NAME is required to serve from the registry (or set STREAMDET_MODEL_PATH)"))
+	}
+	if c.RouteResync < 100*time.Millisecond || c.RouteResync > time.Minute {
+		errs = append(errs, fmt.Errorf("STREAMDET_ROUTE_RESYNC %s: must be in [100ms, 1m]", c.RouteResync))
 	}
 	if c.ModelURI != "" && !strings.HasPrefix(c.ModelURI, "s3://") {
 		errs = append(errs, fmt.Errorf("STREAMDET_MODEL_URI %q: want s3://bucket/key", c.ModelURI))
@@ -87,11 +106,14 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("STREAMDET_DETECT_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))
 	}
-	if c.ModelName == "" {
+	if c.ModelName == "" && !c.Routed() {
 		c.ModelName = strings.TrimSuffix(filepath.Base(c.ModelPath+c.ModelURI), ".onnx")
 	}
 	return c, errors.Join(errs...)
 }
+
+// Routed reports whether detect serves registry versions by route (no fixed model given).
+func (c Config) Routed() bool { return c.ModelPath == "" && c.ModelURI == "" }
 
 // LoadModel reads the model bytes from the file or the object store.
 func LoadModel(ctx context.Context, c Config, store *objstore.Store) ([]byte, error) {
@@ -102,24 +124,87 @@ func LoadModel(ctx context.Context, c Config, store *objstore.Store) ([]byte, er
 	return store.Get(ctx, bucket, key, 2<<30)
 }
 
-// Detector serves frames with one engine.
+// StatsRecorder receives each frame's figures for `detctl route stats` (a routing.Store in
+// routing mode). It must not block: the Detector hands it samples through a buffer.
+type StatsRecorder interface {
+	Record(ctx context.Context, model string, s routing.Sample, a *routing.Agreement) error
+}
+
+// Detector serves frames with the engines a Resolver picks.
 type Detector struct {
-	eng        *engine.Engine
-	model      contract.Model
+	models     Resolver
 	stage      *pipeline.Stage
 	store      *objstore.Store
 	detections *kafka.Writer
+	shadow     *kafka.Writer
 	maxBytes   int64
+	stats      chan statSample
+	recorder   StatsRecorder
+
+	frames     metric.Int64Counter
+	latency    metric.Float64Histogram
+	perFrame   metric.Float64Histogram
+	scores     metric.Float64Histogram
+	agreement  metric.Float64Histogram
+	errorCount metric.Int64Counter
 }
 
-// New creates a Detector publishing with detections (a writer for the detections topic).
-func New(eng *engine.Engine, model contract.Model, stage *pipeline.Stage, store *objstore.Store, detections *kafka.Writer, maxBytes int) *Detector {
-	return &Detector{eng: eng, model: model, stage: stage, store: store, detections: detections, maxBytes: int64(maxBytes)}
+type statSample struct {
+	model string
+	s     routing.Sample
+	a     *routing.Agreement
 }
 
-// ModelOf labels an engine's model.
-func ModelOf(name, version string, eng *engine.Engine) contract.Model {
-	return contract.Model{Name: name, Version: version, Digest: "sha256:" + eng.Info().SHA256}
+// New creates a Detector publishing on detections (and shadow results on shadow, which may be
+// nil when no shadow is ever routed). recorder may be nil.
+func New(models Resolver, stage *pipeline.Stage, store *objstore.Store, detections, shadow *kafka.Writer, maxBytes int, recorder StatsRecorder) (*Detector, error) {
+	d := &Detector{models: models, stage: stage, store: store, detections: detections, shadow: shadow,
+		maxBytes: int64(maxBytes), recorder: recorder, stats: make(chan statSample, 4096)}
+	m := stage.Tel.Meter
+	var errs []error
+	var err error
+	d.frames, err = m.Int64Counter("streamdet_model_frames", metric.WithDescription("frames served, by model version and arm"))
+	errs = append(errs, err)
+	d.errorCount, err = m.Int64Counter("streamdet_model_errors", metric.WithDescription("frames a model version failed on, by version and arm"))
+	errs = append(errs, err)
+	d.latency, err = m.Float64Histogram("streamdet_model_latency_seconds", metric.WithDescription("decode to postprocess time, by model version and arm"),
+		metric.WithExplicitBucketBoundaries(.005, .01, .02, .03, .05, .075, .1, .15, .2, .3, .5, 1, 2))
+	errs = append(errs, err)
+	d.perFrame, err = m.Float64Histogram("streamdet_model_detections_per_frame", metric.WithDescription("detections per frame, by model version and arm"),
+		metric.WithExplicitBucketBoundaries(0, 1, 2, 3, 5, 8, 13, 21, 34, 55, 100))
+	errs = append(errs, err)
+	d.scores, err = m.Float64Histogram("streamdet_model_detection_score", metric.WithDescription("detection scores, by model version and arm"),
+		metric.WithExplicitBucketBoundaries(.25, .3, .4, .5, .6, .7, .8, .9, .95))
+	errs = append(errs, err)
+	d.agreement, err = m.Float64Histogram("streamdet_shadow_agreement", metric.WithDescription("share of primary boxes the shadow also found (IoU ≥ 0.5, same class), per frame"),
+		metric.WithExplicitBucketBoundaries(.1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 1))
+	errs = append(errs, err)
+	return d, errors.Join(errs...)
+}
+
+// RunStats forwards samples to the recorder until ctx ends; samples are dropped, never waited
+// for, while the recorder (Redis) is unreachable.
+func (d *Detector) RunStats(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-d.stats:
+			if d.recorder == nil {
+				continue
+			}
+			rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+			d.recorder.Record(rctx, s.model, s.s, s.a)
+			cancel()
+		}
+	}
+}
+
+func (d *Detector) record(s statSample) {
+	select {
+	case d.stats <- s:
+	default:
+	}
 }
 
 func validateRef(r contract.FrameRef) error {
@@ -172,8 +257,19 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		return pipeline.Rejectf(contract.ReasonCorruptImage, "object %s/%s does not match the reference's sha256", ref.Bucket, ref.Key)
 	}
 
-	start := time.Now()
-	res, err := d.eng.Detect(ctx, data)
+	// Pick the version and run it; "nothing routable yet" and "unloaded under us" are transient
+	// (the frame waits, uncommitted), anything else about the frame is permanent.
+	var primary Served
+	var shadow *Served
+	var res engine.Result
+	err = d.stage.Retry(ctx, "model", func() error {
+		var rerr error
+		if primary, shadow, rerr = d.models.Resolve(ref.StreamID, ref.FrameID); rerr != nil {
+			return rerr
+		}
+		res, rerr = d.run(ctx, primary, data)
+		return rerr
+	}, func(err error) bool { return !errors.Is(err, ErrNotRoutable) && !errors.Is(err, engine.ErrClosed) })
 	if err != nil {
 		if reason, ok := pipeline.ImageReason(err); ok {
 			return &pipeline.Reject{Reason: reason, Err: err}
@@ -183,40 +279,144 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		}
 		return &pipeline.Reject{Reason: contract.ReasonInference, Err: err}
 	}
-	d.traceStages(ctx, start, res.Timing)
+	out := d.message(ctx, ref, primary, res, fetchTime)
+	var agr *routing.Agreement
+	var shadowOut *contract.Detections
+	if shadow != nil {
+		if sres, serr := d.run(ctx, *shadow, data); serr == nil {
+			so := d.message(ctx, ref, *shadow, sres, fetchTime)
+			shadowOut = &so
+			agr = Agree(shadow.Model.Version, res.Detections, sres.Detections)
+			if agr.PrimaryBoxes > 0 {
+				d.agreement.Record(ctx, float64(agr.PrimaryMatched)/float64(agr.PrimaryBoxes), d.attrs(*shadow))
+			}
+		} else {
+			d.stage.Tel.Logger.WarnContext(ctx, "shadow inference failed", "version", shadow.Model.Version, "err", serr)
+		}
+	}
+	if err := d.publish(ctx, d.detections, out); err != nil {
+		return err
+	}
+	if shadowOut != nil && d.shadow != nil {
+		if err := d.publish(ctx, d.shadow, *shadowOut); err != nil {
+			return err
+		}
+	}
+	d.record(statSample{model: primary.Model.Name, s: sample(primary, res), a: agr})
+	return nil
+}
 
+func (d *Detector) attrs(s Served) metric.MeasurementOption {
+	return metric.WithAttributes(attribute.String("model", s.Model.Name), attribute.String("version", s.Model.Version), attribute.String("arm", s.Arm))
+}
+
+// run detects on one engine and records the version's metrics.
+func (d *Detector) run(ctx context.Context, s Served, data []byte) (engine.Result, error) {
+	start := time.Now()
+	res, err := s.Eng.Detect(ctx, data)
+	if err != nil {
+		if !errors.Is(err, engine.ErrClosed) {
+			d.errorCount.Add(ctx, 1, d.attrs(s))
+			d.record(statSample{model: s.Model.Name, s: routing.Sample{Version: s.Model.Version, Arm: s.Arm, Error: true}})
+		}
+		return res, err
+	}
+	d.traceStages(ctx, start, s, res.Timing)
+	a := d.attrs(s)
+	d.frames.Add(ctx, 1, a)
+	d.latency.Record(ctx, res.Timing.TotalMS/1000, a)
+	d.perFrame.Record(ctx, float64(len(res.Detections)), a)
+	for _, o := range res.Detections {
+		d.scores.Record(ctx, float64(o.Score), a)
+	}
+	return res, nil
+}
+
+func sample(s Served, res engine.Result) routing.Sample {
+	smp := routing.Sample{Version: s.Model.Version, Arm: s.Arm, LatencyMS: res.Timing.TotalMS, Detections: len(res.Detections)}
+	for _, o := range res.Detections {
+		smp.ScoreSum += float64(o.Score)
+	}
+	return smp
+}
+
+func (d *Detector) message(ctx context.Context, ref contract.FrameRef, s Served, res engine.Result, fetch time.Duration) contract.Detections {
 	out := contract.Detections{
 		FrameID: ref.FrameID, StreamID: ref.StreamID, CaptureTime: ref.CaptureTime, Frame: ref,
-		Width: res.Width, Height: res.Height, Model: d.model, Route: contract.Route{Arm: "primary"},
+		Width: res.Width, Height: res.Height, Model: s.Model, Route: contract.Route{Arm: s.Arm},
 		Detections: res.Detections,
 		TimingMS: map[string]float64{
-			"fetch": float64(fetchTime.Microseconds()) / 1000, "decode": res.Timing.DecodeMS, "preprocess": res.Timing.PreprocessMS,
+			"fetch": float64(fetch.Microseconds()) / 1000, "decode": res.Timing.DecodeMS, "preprocess": res.Timing.PreprocessMS,
 			"infer": res.Timing.InferMS, "postprocess": res.Timing.PostprocessMS,
 		},
-		TraceID: span.SpanContext().TraceID().String(), DetectedAt: time.Now().UTC(),
+		TraceID: trace.SpanFromContext(ctx).SpanContext().TraceID().String(), DetectedAt: time.Now().UTC(),
 	}
 	if out.Detections == nil {
 		out.Detections = []contract.Detection{}
 	}
+	return out
+}
+
+func (d *Detector) publish(ctx context.Context, w *kafka.Writer, out contract.Detections) error {
 	body, _ := json.Marshal(out)
-	return d.stage.Publish(ctx, d.detections, pipeline.Event{
-		Key: ref.StreamID, ID: ref.FrameID + "/" + d.model.Name + "/" + d.model.Version, Type: contract.TypeDetections,
-		Subject: ref.StreamID, Time: out.DetectedAt, Value: body,
+	return d.stage.Publish(ctx, w, pipeline.Event{
+		Key: out.StreamID, ID: out.FrameID + "/" + out.Model.Name + "/" + out.Model.Version, Type: contract.TypeDetections,
+		Subject: out.StreamID, Time: out.DetectedAt, Value: body,
 	})
+}
+
+// Agree compares a shadow's boxes with the primary's on the same frame: a box is matched when
+// the other side has one of the same class at IoU ≥ 0.5.
+func Agree(version string, primary, shadow []contract.Detection) *routing.Agreement {
+	a := &routing.Agreement{Version: version, PrimaryBoxes: len(primary), ShadowBoxes: len(shadow)}
+	matched := func(d contract.Detection, in []contract.Detection) bool {
+		for _, o := range in {
+			if o.ClassID == d.ClassID && boxIoU(o.Box, d.Box) >= 0.5 {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range primary {
+		if matched(p, shadow) {
+			a.PrimaryMatched++
+		}
+	}
+	for _, s := range shadow {
+		if matched(s, primary) {
+			a.ShadowMatched++
+		}
+	}
+	return a
+}
+
+func boxIoU(a, b [4]float32) float32 {
+	ix, iy := min(a[2], b[2])-max(a[0], b[0]), min(a[3], b[3])-max(a[1], b[1])
+	if ix <= 0 || iy <= 0 {
+		return 0
+	}
+	in := ix * iy
+	return in / ((a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - in)
 }
 
 // traceStages records the engine's stages as child spans from its measured timings, so the
 // engine itself stays free of telemetry.
-func (d *Detector) traceStages(ctx context.Context, start time.Time, t engine.Timing) {
+func (d *Detector) traceStages(ctx context.Context, start time.Time, s Served, t engine.Timing) {
 	at := start
-	for _, s := range []struct {
+	for _, st := range []struct {
 		name string
 		ms   float64
 	}{{"decode", t.DecodeMS}, {"preprocess", t.PreprocessMS}, {"inference", t.InferMS}, {"postprocess", t.PostprocessMS}} {
-		dur := time.Duration(s.ms * float64(time.Millisecond))
-		_, span := d.stage.Tel.Tracer.Start(ctx, s.name, trace.WithTimestamp(at))
+		dur := time.Duration(st.ms * float64(time.Millisecond))
+		_, span := d.stage.Tel.Tracer.Start(ctx, st.name, trace.WithTimestamp(at),
+			trace.WithAttributes(attribute.String("streamdet.model.version", s.Model.Version), attribute.String("streamdet.route.arm", s.Arm)))
 		span.End(trace.WithTimestamp(at.Add(dur)))
-		d.stage.Step(ctx, s.name, dur)
+		d.stage.Step(ctx, st.name, dur)
 		at = at.Add(dur)
 	}
+}
+
+// ModelOf labels an engine's model.
+func ModelOf(name, version string, eng *engine.Engine) contract.Model {
+	return contract.Model{Name: name, Version: version, Digest: "sha256:" + eng.Info().SHA256}
 }

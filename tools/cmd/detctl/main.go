@@ -25,6 +25,8 @@ type command struct {
 
 var commands = map[string]command{
 	"detect":  {"run a detector on image files and print one JSON object per image", runDetect},
+	"model":   {"the model registry: push, ls, show, rm", subcommands("model", modelCommands)},
+	"route":   {"model routing: set, get, promote, rollback, stats", subcommands("route", routeCommands)},
 	"version": {"print the version", func(context.Context, []string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 }
 
@@ -53,15 +55,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "detctl: streamdet's command-line tool\n\nUsage: detctl COMMAND [flags] [args]\n\nCommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range sortedKeys(commands) {
 		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'detctl COMMAND --help' for a command's flags.")
 }
 
 func numCPU() int { return runtime.GOMAXPROCS(0) }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,170 @@
+// Package registry keeps versioned models in object storage: <name>/<version>/model.onnx and
+// beside it manifest.json (schemas/v1/manifest.schema.json) with the family, input size, class
+// names, sha256 digest, size, creation time, notes and source. A version, once pushed, is never
+// overwritten; whoever fetches a model gets bytes whose digest matched the manifest.
+package registry
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/streamdet/streamdet/pkg/objstore"
+)
+
+// Sentinel errors.
+var (
+	// ErrExists: the version was pushed before; versions are immutable.
+	ErrExists = errors.New("registry: version already exists")
+	// ErrNotFound: no such model or version.
+	ErrNotFound = errors.New("registry: no such model version")
+	// ErrDigest: the bytes fetched do not match the manifest's sha256 (tampered or corrupt).
+	ErrDigest = errors.New("registry: model digest does not match its manifest")
+)
+
+// Manifest describes one model version.
+type Manifest struct {
+	Name        string    `json:"name"`
+	Version     string    `json:"version"`
+	Format      string    `json:"format"`
+	InputWidth  int       `json:"input_width"`
+	InputHeight int       `json:"input_height"`
+	Names       []string  `json:"names"`
+	SHA256      string    `json:"sha256"`
+	Size        int64     `json:"size"`
+	Created     time.Time `json:"created"`
+	Notes       string    `json:"notes,omitempty"`
+	Source      string    `json:"source,omitempty"`
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
+
+// ValidName reports whether s can be a model name or version.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Registry is a models bucket.
+type Registry struct {
+	store  *objstore.Store
+	bucket string
+}
+
+// New opens the registry in bucket (created if missing).
+func New(ctx context.Context, store *objstore.Store, bucket string) (*Registry, error) {
+	if err := store.EnsureBucket(ctx, bucket); err != nil {
+		return nil, err
+	}
+	return &Registry{store: store, bucket: bucket}, nil
+}
+
+func key(name, version, file string) string { return name + "/" + version + "/" + file }
+
+// Push stores a new version: the model, then its manifest (whose presence makes the version
+// exist). The manifest's digest and size are computed here.
+func (r *Registry) Push(ctx context.Context, m Manifest, model []byte) (Manifest, error) {
+	if !ValidName(m.Name) || !ValidName(m.Version) {
+		return m, fmt.Errorf("registry: name %q and version %q must match %s", m.Name, m.Version, nameRE)
+	}
+	if _, err := r.Manifest(ctx, m.Name, m.Version); err == nil {
+		return m, fmt.Errorf("%w: %s/%s", ErrExists, m.Name, m.Version)
+	} else if !errors.Is(err, ErrNotFound) {
+		return m, err
+	}
+	sum := sha256.Sum256(model)
+	m.SHA256, m.Size = hex.EncodeToString(sum[:]), int64(len(model))
+	if m.Created.IsZero() {
+		m.Created = time.Now().UTC()
+	}
+	if err := r.store.Put(ctx, r.bucket, key(m.Name, m.Version, "model.onnx"), model, "application/octet-stream"); err != nil {
+		return m, err
+	}
+	b, _ := json.MarshalIndent(m, "", "  ")
+	return m, r.store.Put(ctx, r.bucket, key(m.Name, m.Version, "manifest.json"), b, "application/json")
+}
+
+// Manifest reads a version's manifest.
+func (r *Registry) Manifest(ctx context.Context, name, version string) (Manifest, error) {
+	b, err := r.store.Get(ctx, r.bucket, key(name, version, "manifest.json"), 16<<20)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return Manifest{}, fmt.Errorf("%w: %s/%s", ErrNotFound, name, version)
+	}
+	if err != nil {
+		return Manifest{}, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return Manifest{}, fmt.Errorf("registry: manifest %s/%s: %w", name, version, err)
+	}
+	return m, nil
+}
+
+// Fetch returns a version's model bytes after checking them against the manifest's digest.
+func (r *Registry) Fetch(ctx context.Context, name, version string) ([]byte, Manifest, error) {
+	m, err := r.Manifest(ctx, name, version)
+	if err != nil {
+		return nil, m, err
+	}
+	b, err := r.store.Get(ctx, r.bucket, key(name, version, "model.onnx"), 4<<30)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, m, fmt.Errorf("%w: %s/%s model.onnx", ErrNotFound, name, version)
+	}
+	if err != nil {
+		return nil, m, err
+	}
+	sum := sha256.Sum256(b)
+	if got := hex.EncodeToString(sum[:]); got != m.SHA256 {
+		return nil, m, fmt.Errorf("%w: %s/%s is sha256 %s, manifest says %s", ErrDigest, name, version, got, m.SHA256)
+	}
+	return b, m, nil
+}
+
+// List returns the manifests of every version of name, or of every model when name is "".
+func (r *Registry) List(ctx context.Context, name string) ([]Manifest, error) {
+	prefix := ""
+	if name != "" {
+		prefix = name + "/"
+	}
+	var out []Manifest
+	for o := range r.store.Client().ListObjects(ctx, r.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("registry: list: %w", o.Err)
+		}
+		parts := strings.Split(o.Key, "/")
+		if len(parts) != 3 || parts[2] != "manifest.json" {
+			continue
+		}
+		m, err := r.Manifest(ctx, parts[0], parts[1])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Name != out[j].Name {
+			return out[i].Name < out[j].Name
+		}
+		return out[i].Created.Before(out[j].Created)
+	})
+	return out, nil
+}
+
+// Delete removes a version (manifest first, so a half-deleted version does not exist).
+func (r *Registry) Delete(ctx context.Context, name, version string) error {
+	if _, err := r.Manifest(ctx, name, version); err != nil {
+		return err
+	}
+	for _, f := range []string{"manifest.json", "model.onnx"} {
+		if err := r.store.Client().RemoveObject(ctx, r.bucket, key(name, version, f), minio.RemoveObjectOptions{}); err != nil {
+			return fmt.Errorf("registry: delete %s/%s/%s: %w", name, version, f, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,211 @@
+// Package routing decides which model version serves a frame. A Route, one per model name, is a
+// JSON document (schemas/v1/route.schema.json) kept in Redis: weighted arms, per-stream pins, an
+// optional shadow version run on a sample of frames, and stickiness — by default a stream is
+// placed on an arm by a hash of its id, so one camera never flips between versions frame by
+// frame, and changing the weights moves only the streams whose hash falls in the moved range.
+package routing
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"sort"
+	"time"
+)
+
+// Arm names reported in detections messages.
+const (
+	ArmPrimary = "primary" // the arm with the largest weight
+	ArmCanary  = "canary"  // any other weighted arm
+	ArmPinned  = "pinned"  // a per-stream pin
+	ArmShadow  = "shadow"  // the shadow version (results on the shadow topic only)
+)
+
+// Arm is a version and its share of streams.
+type Arm struct {
+	Version string `json:"version"`
+	Weight  int    `json:"weight"`
+}
+
+// Shadow runs a version on a sample of frames besides the routed one.
+type Shadow struct {
+	Version string  `json:"version"`
+	Sample  float64 `json:"sample"`
+}
+
+// Route is the routing document of one model name.
+type Route struct {
+	Model  string            `json:"model"`
+	Arms   []Arm             `json:"arms"`
+	Shadow *Shadow           `json:"shadow,omitempty"`
+	Pins   map[string]string `json:"pins,omitempty"`
+	// Sticky places streams by hash (default true). When false, each frame is placed by the
+	// hash of its frame id instead.
+	Sticky *bool `json:"sticky,omitempty"`
+	// Warm lists versions kept loaded though no arm uses them (a promoted-from version kept for
+	// rollback), each until a time.
+	Warm map[string]time.Time `json:"warm,omitempty"`
+	// Previous is the route this one replaced, for rollback.
+	Previous *Route    `json:"previous,omitempty"`
+	Updated  time.Time `json:"updated"`
+	Revision int64     `json:"revision"`
+}
+
+// Validate checks the route.
+func (r *Route) Validate() error {
+	var errs []error
+	if r.Model == "" {
+		errs = append(errs, errors.New("route: model name is required"))
+	}
+	total := 0
+	seen := map[string]bool{}
+	for _, a := range r.Arms {
+		if a.Version == "" || a.Weight < 0 {
+			errs = append(errs, fmt.Errorf("route: arm %+v: version required, weight ≥ 0", a))
+		}
+		if seen[a.Version] {
+			errs = append(errs, fmt.Errorf("route: version %s has two arms", a.Version))
+		}
+		seen[a.Version] = true
+		total += a.Weight
+	}
+	if total <= 0 {
+		errs = append(errs, errors.New("route: the weights must add up to more than 0"))
+	}
+	if s := r.Shadow; s != nil && (s.Version == "" || s.Sample < 0 || s.Sample > 1) {
+		errs = append(errs, fmt.Errorf("route: shadow %+v: version required, sample in [0, 1]", *s))
+	}
+	for stream, v := range r.Pins {
+		if stream == "" || v == "" {
+			errs = append(errs, fmt.Errorf("route: pin %q=%q", stream, v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Versions are every version the route needs loaded now: arms with weight, pins, shadow and
+// versions kept warm until after now.
+func (r *Route) Versions(now time.Time) []string {
+	set := map[string]bool{}
+	for _, a := range r.Arms {
+		if a.Weight > 0 {
+			set[a.Version] = true
+		}
+	}
+	for _, v := range r.Pins {
+		set[v] = true
+	}
+	if r.Shadow != nil {
+		set[r.Shadow.Version] = true
+	}
+	for v, until := range r.Warm {
+		if now.Before(until) {
+			set[v] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for v := range set {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Uses reports whether the route (not counting its Previous) refers to version.
+func (r *Route) Uses(version string, now time.Time) bool {
+	for _, v := range r.Versions(now) {
+		if v == version {
+			return true
+		}
+	}
+	return false
+}
+
+// Decision is where a frame goes.
+type Decision struct {
+	Version string
+	Arm     string
+	Shadow  string // version to run as shadow on this frame, or ""
+}
+
+// hash01 maps s to [0, 1).
+func hash01(s string) float64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	// fnv's low bits are weak for short similar strings; mix with a 64-bit finaliser.
+	x := h.Sum64()
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return float64(x>>11) / float64(1<<53)
+}
+
+// State is whether a version can serve.
+type State int
+
+// Version states, as the serving side knows them.
+const (
+	// Unavailable: failed to load, or unknown; arms and pins on it are skipped.
+	Unavailable State = iota
+	// Pending: being loaded; frames placed on it wait rather than go elsewhere, so a stream
+	// does not flip versions while one warms up.
+	Pending
+	// Ready: loaded and warmed.
+	Ready
+)
+
+// Choose places a frame. state says which versions can serve: arms and pins on an Unavailable
+// version are skipped (weights renormalised over the others), so a version that failed is never
+// routed to; a frame placed on a Pending version is not routed yet (ok false: it waits). ok is
+// also false when no arm can serve.
+func (r *Route) Choose(stream, frame string, state func(string) State) (d Decision, ok bool) {
+	if v, pinned := r.Pins[stream]; pinned && state(v) != Unavailable {
+		if state(v) == Pending {
+			return Decision{}, false
+		}
+		d = Decision{Version: v, Arm: ArmPinned}
+	} else {
+		primary, best := "", -1
+		total := 0
+		var usable []Arm
+		for _, a := range r.Arms {
+			if a.Weight > best {
+				primary, best = a.Version, a.Weight
+			}
+			if a.Weight > 0 && state(a.Version) != Unavailable {
+				total += a.Weight
+				usable = append(usable, a)
+			}
+		}
+		if total == 0 {
+			return Decision{}, false
+		}
+		key := stream
+		if r.Sticky != nil && !*r.Sticky {
+			key = frame
+		}
+		x := hash01("arm/"+key) * float64(total)
+		chosen := usable[len(usable)-1] // the top edge, should rounding leave x == total
+		acc := 0.0
+		for _, a := range usable {
+			acc += float64(a.Weight)
+			if x < acc {
+				chosen = a
+				break
+			}
+		}
+		if state(chosen.Version) != Ready {
+			return Decision{}, false
+		}
+		d = Decision{Version: chosen.Version, Arm: ArmCanary}
+		if chosen.Version == primary {
+			d.Arm = ArmPrimary
+		}
+	}
+	if s := r.Shadow; s != nil && s.Version != d.Version && state(s.Version) == Ready && hash01("shadow/"+frame) < s.Sample {
+		d.Shadow = s.Version
+	}
+	return d, true
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/streamdet/streamdet/pkg/registry"
+	"github.com/streamdet/streamdet/services/detect"
+	"github.com/streamdet/streamdet/services/detect/engine"
+)
+
+var modelCommands = map[string]command{
+	"push": {"validate a model (load, family check, test inference) and upload it as a new version", runModelPush},
+	"ls":   {"list models and versions: detctl model ls [NAME]", runModelLs},
+	"show": {"show a version's manifest and load status: detctl model show NAME VERSION", runModelShow},
+	"rm":   {"remove a version no route uses: detctl model rm NAME VERSION", runModelRm},
+}
+
+func runModelPush(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("model push", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("name", "", "model name (required)")
+	version := fs.String("version", "", "version (required; never overwritten)")
+	format := fs.String("format", "auto", "auto, yolox, yolov5, yolov8 or end2end")
+	namesFile := fs.String("names", "", "class names file (default: the model's metadata)")
+	imgsz := fs.Int("imgsz", 0, "input size for models with a dynamic input shape")
+	notes := fs.String("notes", "", "free text kept in the manifest")
+	source := fs.String("source", "", "where the model came from, e.g. \"int8 of version 3\"")
+	pos, err := parse(fs, args)
+	if err != nil || *name == "" || *version == "" || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: detctl model push --name NAME --version V [--format F] [--names FILE] MODEL.onnx")
+		return 2
+	}
+	f, err := engine.ParseFormat(*format)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model push:", err)
+		return 2
+	}
+	data, err := os.ReadFile(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model push:", err)
+		return 1
+	}
+	cfg := engine.Config{Format: f, Sessions: 1, IntraOpThreads: numCPU(), InputWidth: *imgsz, InputHeight: *imgsz}
+	if *namesFile != "" {
+		b, err := os.ReadFile(*namesFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "detctl model push:", err)
+			return 2
+		}
+		cfg.Names = engine.ReadNames(b)
+	}
+	// Validation: ONNX Runtime loads it, its outputs fit the family, a test inference runs.
+	eng, err := engine.New(data, cfg)
+	if err == nil {
+		err = detect.Warm(ctx, eng)
+		defer eng.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "detctl model push: %s is refused: %v\n", pos[0], err)
+		return 1
+	}
+	info := eng.Info()
+	c, err := connect(ctx, false)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model push:", err)
+		return 1
+	}
+	defer c.close()
+	m, err := c.reg.Push(ctx, registry.Manifest{
+		Name: *name, Version: *version, Format: string(info.Format), InputWidth: info.InputWidth, InputHeight: info.InputHeight,
+		Names: info.Names, Notes: *notes, Source: *source,
+	}, data)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model push:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "pushed %s/%s: %s %dx%d, %d classes, sha256 %s, %d bytes\n", m.Name, m.Version, m.Format, m.InputWidth, m.InputHeight, len(m.Names), m.SHA256, m.Size)
+	return 0
+}
+
+func runModelLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c, err := connect(ctx, false)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model ls:", err)
+		return 1
+	}
+	defer c.close()
+	name := ""
+	if len(args) > 0 {
+		name = args[0]
+	}
+	ms, err := c.reg.List(ctx, name)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model ls:", err)
+		return 1
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tINPUT\tCLASSES\tSIZE\tSHA256\tCREATED\tNOTES")
+	for _, m := range ms {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%dx%d\t%d\t%d\t%.12s\t%s\t%s\n", m.Name, m.Version, m.Format, m.InputWidth, m.InputHeight,
+			len(m.Names), m.Size, m.SHA256, m.Created.Format(time.RFC3339), m.Notes)
+	}
+	tw.Flush()
+	return 0
+}
+
+func runModelShow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprintln(stderr, "usage: detctl model show NAME VERSION")
+		return 2
+	}
+	c, err := connect(ctx, false)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model show:", err)
+		return 1
+	}
+	defer c.close()
+	m, err := c.reg.Manifest(ctx, args[0], args[1])
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model show:", err)
+		return 1
+	}
+	out := map[string]any{"manifest": m}
+	if c.routes != nil {
+		if st, err := c.routes.Statuses(ctx, args[0]); err == nil {
+			if s, ok := st[args[1]]; ok {
+				out["status"] = s
+			}
+		}
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(out)
+	return 0
+}
+
+func runModelRm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 2 {
+		fmt.Fprintln(stderr, "usage: detctl model rm NAME VERSION")
+		return 2
+	}
+	c, err := connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl model rm:", err)
+		return 1
+	}
+	defer c.close()
+	r, err := c.routes.Get(ctx, args[0])
+	switch {
+	case err == nil && r.Uses(args[1], time.Now()):
+		fmt.Fprintf(stderr, "detctl model rm: %s/%s is used by the route of %s (revision %d); change the route first\n", args[0], args[1], args[0], r.Revision)
+		return 1
+	case err != nil && !isNoRoute(err):
+		fmt.Fprintln(stderr, "detctl model rm: cannot check the route:", err)
+		return 1
+	}
+	if err := c.reg.Delete(ctx, args[0], args[1]); err != nil {
+		fmt.Fprintln(stderr, "detctl model rm:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "removed %s/%s\n", args[0], args[1])
+	return 0
+}
+
+func isNoRoute(err error) bool { return errors.Is(err, routingErrNoRoute) }

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/streamdet/streamdet/pkg/routing"
+)
+
+var routingErrNoRoute = routing.ErrNoRoute
+
+var routeCommands = map[string]command{
+	"set":      {"set a route: detctl route set NAME --weights 1=90,2=10 [--shadow 3 --shadow-sample 0.2] [--pin cam-7=2]", runRouteSet},
+	"get":      {"show a route and each version's load status", runRouteGet},
+	"promote":  {"send 100% to a version, keeping the others warm: detctl route promote NAME VERSION [--keep-warm 10m]", runRoutePromote},
+	"rollback": {"restore the route before the last change", runRouteRollback},
+	"stats":    {"per version and arm: frames, latency, detections, scores, errors, shadow agreement", runRouteStats},
+}
+
+type kvList []string
+
+func (k *kvList) String() string     { return strings.Join(*k, ",") }
+func (k *kvList) Set(v string) error { *k = append(*k, strings.Split(v, ",")...); return nil }
+
+func pairs(items []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, it := range items {
+		if it = strings.TrimSpace(it); it == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(it, "=")
+		if !ok || k == "" || v == "" {
+			return nil, fmt.Errorf("%q: want KEY=VALUE", it)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func runRouteSet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("route set", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var weights, pins kvList
+	fs.Var(&weights, "weights", "VERSION=WEIGHT,... (required)")
+	fs.Var(&pins, "pin", "STREAM=VERSION,... (repeatable)")
+	shadow := fs.String("shadow", "", "version to run as shadow")
+	sample := fs.Float64("shadow-sample", 1, "share of frames the shadow runs on")
+	noSticky := fs.Bool("no-sticky", false, "place each frame independently instead of each stream")
+	pos, err := parse(fs, args)
+	if err != nil || len(pos) != 1 || len(weights) == 0 {
+		fmt.Fprintln(stderr, "usage: detctl route set NAME --weights 1=90,2=10 [--shadow V --shadow-sample 0.2] [--pin STREAM=V]")
+		return 2
+	}
+	r := &routing.Route{Model: pos[0]}
+	w, err := pairs(weights)
+	if err == nil {
+		for _, v := range sortedKeys(w) {
+			n, perr := strconv.Atoi(w[v])
+			if perr != nil {
+				err = fmt.Errorf("weight %q of version %s: %v", w[v], v, perr)
+				break
+			}
+			r.Arms = append(r.Arms, routing.Arm{Version: v, Weight: n})
+		}
+	}
+	if err == nil && len(pins) > 0 {
+		r.Pins, err = pairs(pins)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route set:", err)
+		return 2
+	}
+	if *shadow != "" {
+		r.Shadow = &routing.Shadow{Version: *shadow, Sample: *sample}
+	}
+	if *noSticky {
+		f := false
+		r.Sticky = &f
+	}
+	return storeRoute(ctx, r, stdout, stderr)
+}
+
+// storeRoute checks every version exists in the registry, then stores the route.
+func storeRoute(ctx context.Context, r *routing.Route, stdout, stderr io.Writer) int {
+	c, err := connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route:", err)
+		return 1
+	}
+	defer c.close()
+	if err := r.Validate(); err != nil {
+		fmt.Fprintln(stderr, "detctl route:", err)
+		return 2
+	}
+	for _, v := range r.Versions(time.Now()) {
+		if _, err := c.reg.Manifest(ctx, r.Model, v); err != nil {
+			fmt.Fprintf(stderr, "detctl route: version %s: %v\n", v, err)
+			return 1
+		}
+	}
+	if err := c.routes.Set(ctx, r); err != nil {
+		fmt.Fprintln(stderr, "detctl route:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "route %s revision %d: %s\n", r.Model, r.Revision, describe(r))
+	return 0
+}
+
+func describe(r *routing.Route) string {
+	var parts []string
+	for _, a := range r.Arms {
+		parts = append(parts, fmt.Sprintf("%s=%d", a.Version, a.Weight))
+	}
+	s := "weights " + strings.Join(parts, ",")
+	if len(r.Pins) > 0 {
+		var p []string
+		for _, k := range sortedKeys(r.Pins) {
+			p = append(p, k+"="+r.Pins[k])
+		}
+		s += "; pins " + strings.Join(p, ",")
+	}
+	if r.Shadow != nil {
+		s += fmt.Sprintf("; shadow %s at %.2f", r.Shadow.Version, r.Shadow.Sample)
+	}
+	for _, v := range sortedKeys(r.Warm) {
+		s += fmt.Sprintf("; %s warm until %s", v, r.Warm[v].Format(time.RFC3339))
+	}
+	return s
+}
+
+func runRouteGet(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("route get", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: detctl route get NAME [--json]")
+		return 2
+	}
+	c, err := connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route get:", err)
+		return 1
+	}
+	defer c.close()
+	r, err := c.routes.Get(ctx, pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route get:", err)
+		return 1
+	}
+	st, err := c.routes.Statuses(ctx, pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route get:", err)
+		return 1
+	}
+	if *asJSON {
+		json.NewEncoder(stdout).Encode(map[string]any{"route": r, "status": st})
+		return 0
+	}
+	fmt.Fprintf(stdout, "route %s revision %d (updated %s): %s\n", r.Model, r.Revision, r.Updated.Format(time.RFC3339), describe(r))
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tSTATE\tINSTANCE\tSINCE\tERROR")
+	for _, v := range sortedKeys(st) {
+		s := st[v]
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v, s.State, s.Instance, s.At.Format(time.RFC3339), s.Error)
+	}
+	tw.Flush()
+	return 0
+}
+
+func runRoutePromote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("route promote", flag.ContinueOnError)
+	keep := fs.Duration("keep-warm", 10*time.Minute, "how long the versions promoted from stay loaded for a rollback")
+	pos, err := parse(fs, args)
+	if err != nil || len(pos) != 2 {
+		fmt.Fprintln(stderr, "usage: detctl route promote NAME VERSION [--keep-warm 10m]")
+		return 2
+	}
+	c, err := connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route promote:", err)
+		return 1
+	}
+	cur, err := c.routes.Get(ctx, pos[0])
+	c.close()
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route promote:", err)
+		return 1
+	}
+	r := &routing.Route{Model: pos[0], Arms: []routing.Arm{{Version: pos[1], Weight: 100}}, Pins: cur.Pins, Sticky: cur.Sticky,
+		Warm: map[string]time.Time{}}
+	if cur.Shadow != nil && cur.Shadow.Version != pos[1] {
+		r.Shadow = cur.Shadow
+	}
+	until := time.Now().Add(*keep).UTC()
+	for _, a := range cur.Arms {
+		if a.Version != pos[1] && a.Weight > 0 {
+			r.Warm[a.Version] = until
+		}
+	}
+	return storeRoute(ctx, r, stdout, stderr)
+}
+
+func runRouteRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "usage: detctl route rollback NAME")
+		return 2
+	}
+	c, err := connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route rollback:", err)
+		return 1
+	}
+	cur, err := c.routes.Get(ctx, args[0])
+	c.close()
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route rollback:", err)
+		return 1
+	}
+	if cur.Previous == nil {
+		fmt.Fprintf(stderr, "detctl route rollback: %s has no earlier route\n", args[0])
+		return 1
+	}
+	prev := cur.Previous
+	prev.Warm = nil
+	return storeRoute(ctx, prev, stdout, stderr)
+}
+
+func runRouteStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("route stats", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := parse(fs, args)
+	if err != nil || len(pos) != 1 {
+		fmt.Fprintln(stderr, "usage: detctl route stats NAME [--json]")
+		return 2
+	}
+	c, err := connect(ctx, true)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route stats:", err)
+		return 1
+	}
+	defer c.close()
+	stats, err := c.routes.ReadStats(ctx, pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl route stats:", err)
+		return 1
+	}
+	if *asJSON {
+		json.NewEncoder(stdout).Encode(stats)
+		return 0
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tARM\tFRAMES\tERRORS\tDET/FRAME\tMEAN SCORE\tMEAN LATENCY ms")
+	for _, s := range stats {
+		if s.Frames == 0 {
+			continue
+		}
+		ok := float64(s.Frames - s.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.3f\t%.1f\n", s.Version, s.Arm, s.Frames, s.Errors,
+			div(float64(s.Detections), ok), div(s.ScoreSum, float64(s.Detections)), div(s.LatencyMSSum, ok))
+	}
+	tw.Flush()
+	for _, s := range stats {
+		if s.Compared == 0 {
+			continue
+		}
+		fmt.Fprintf(stdout, "agreement of %s %s with the primary over %d frames: %.1f%% of primary boxes matched (%d/%d), %.1f%% of %s boxes matched (%d/%d) [IoU ≥ 0.5, same class]\n",
+			s.Arm, s.Version, s.Compared, 100*div(float64(s.PrimaryMatched), float64(s.PrimaryBoxes)), s.PrimaryMatched, s.PrimaryBoxes,
+			100*div(float64(s.ShadowMatched), float64(s.ShadowBoxes)), s.Arm, s.ShadowMatched, s.ShadowBoxes)
+	}
+	return 0
+}
+
+func div(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
