@@ -30,7 +30,7 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 ORT_NPM_VERSION=1.30.0
 ORT_LIB=$CACHE/onnxruntime/$ORT_NPM_VERSION/libonnxruntime.so.1
 KAFKA_LIBS=$CACHE/kafka/libs
-APT_PACKAGES=(redis-server libturbojpeg0-dev kcat)
+APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium)
 
 # name:partitions for every topic the project uses; the stack creates them explicitly because
 # the broker runs with auto.create.topics.enable=false.
@@ -57,6 +57,8 @@ install_apt() {
   command -v redis-server >/dev/null || missing+=(redis-server)
   [[ -f /usr/include/turbojpeg.h ]] || missing+=(libturbojpeg0-dev)
   command -v kcat >/dev/null || missing+=(kcat)
+  command -v ffmpeg >/dev/null || missing+=(ffmpeg)
+  command -v chromium >/dev/null || missing+=(chromium) # the live view's browser test
   ((${#missing[@]} == 0)) && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=()
@@ -286,6 +288,7 @@ down)
   ;;
 status) status ;;
 env) print_env ;;
+ortlib) echo "$ORT_LIB" ;;
 running)
   # exit 0 when all three servers are running (used by make test to decide whether to stop them)
   for c in kafka minio redis; do alive "$STATE/$c.pid" || exit 1; done

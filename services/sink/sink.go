@@ -42,17 +42,31 @@ type Config struct {
 	// DedupeKeys is how many recent (frame, model, version) keys are remembered:
 	// STREAMDET_SINK_DEDUPE_KEYS, default 200000.
 	DedupeKeys int
+	// Annotate renders annotated frames for the live view and, when AnnotatedBucket is set, to
+	// object storage: STREAMDET_SINK_ANNOTATE (default false), STREAMDET_ANNOTATED_BUCKET
+	// (default annotated; "none" keeps them in memory only).
+	Annotate        bool
+	AnnotatedBucket string
+	// TraceURL links the live view to traces: STREAMDET_TRACE_URL, e.g.
+	// http://jaeger:16686/trace/{trace_id}.
+	TraceURL string
 }
 
 // ConfigFromEnv reads and validates the Config.
 func ConfigFromEnv(env envconf.Env) (Config, error) {
 	c := Config{
-		HTTPAddr:      env.String("STREAMDET_SINK_ADDR", ":8083"),
-		Group:         env.String("STREAMDET_SINK_GROUP", "streamdet-sink"),
-		Bucket:        env.String("STREAMDET_DETECTIONS_BUCKET", "detections"),
-		BatchRows:     env.Int("STREAMDET_SINK_BATCH_ROWS", 256),
-		FlushInterval: env.Duration("STREAMDET_SINK_FLUSH_INTERVAL", 2*time.Second),
-		DedupeKeys:    env.Int("STREAMDET_SINK_DEDUPE_KEYS", 200000),
+		HTTPAddr:        env.String("STREAMDET_SINK_ADDR", ":8083"),
+		Group:           env.String("STREAMDET_SINK_GROUP", "streamdet-sink"),
+		Bucket:          env.String("STREAMDET_DETECTIONS_BUCKET", "detections"),
+		BatchRows:       env.Int("STREAMDET_SINK_BATCH_ROWS", 256),
+		FlushInterval:   env.Duration("STREAMDET_SINK_FLUSH_INTERVAL", 2*time.Second),
+		DedupeKeys:      env.Int("STREAMDET_SINK_DEDUPE_KEYS", 200000),
+		Annotate:        env.Bool("STREAMDET_SINK_ANNOTATE", false),
+		AnnotatedBucket: env.String("STREAMDET_ANNOTATED_BUCKET", "annotated"),
+		TraceURL:        env.String("STREAMDET_TRACE_URL", ""),
+	}
+	if c.AnnotatedBucket == "none" {
+		c.AnnotatedBucket = ""
 	}
 	errs := []error{env.Err()}
 	if c.BatchRows < 1 || c.BatchRows > 100000 {
@@ -79,6 +93,7 @@ type row struct {
 // Sink batches rows and writes them.
 type Sink struct {
 	cfg   Config
+	view  *View // nil unless annotating
 	stage *pipeline.Stage
 	store *objstore.Store
 	now   func() time.Time
@@ -108,6 +123,9 @@ func (s *Sink) Handle(ctx context.Context, m kafka.Message) error {
 	}
 	if det.FrameID == "" || det.StreamID == "" || det.Model.Name == "" || det.Model.Version == "" {
 		return pipeline.Rejectf(contract.ReasonSchemaViolation, "detections without frame_id, stream_id or model name/version")
+	}
+	if s.view != nil {
+		s.view.Offer(det)
 	}
 	_, span := s.stage.Tel.Tracer.Start(ctx, "sink write", trace.WithAttributes(
 		attribute.String("streamdet.frame_id", det.FrameID), attribute.String("streamdet.stream_id", det.StreamID)))

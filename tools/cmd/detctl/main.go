@@ -26,6 +26,11 @@ type command struct {
 var commands = map[string]command{
 	"detect":  {"run a detector on image files and print one JSON object per image", runDetect},
 	"model":   {"the model registry: push, ls, show, rm", subcommands("model", modelCommands)},
+	"dev":     {"run the whole pipeline in-process on embedded Kafka, S3 and Redis", runDev},
+	"produce": {"publish images, folders or a sampled video as raw frames", runProduce},
+	"tail":    {"follow the detections topic, one readable line (or --json) per frame", runTail},
+	"dlq":     {"dead letters: ls, replay", subcommands("dlq", dlqCommands)},
+	"demo":    {"run the pipeline in-process, send it frames, print what it found", runDemo},
 	"route":   {"model routing: set, get, promote, rollback, stats", subcommands("route", routeCommands)},
 	"version": {"print the version", func(context.Context, []string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 }

@@ -57,29 +57,15 @@ func runModelPush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		cfg.Names = engine.ReadNames(b)
 	}
-	// Validation: ONNX Runtime loads it, its outputs fit the family, a test inference runs.
-	eng, err := engine.New(data, cfg)
-	if err == nil {
-		err = detect.Warm(ctx, eng)
-		defer eng.Close()
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "detctl model push: %s is refused: %v\n", pos[0], err)
-		return 1
-	}
-	info := eng.Info()
 	c, err := connect(ctx, false)
 	if err != nil {
 		fmt.Fprintln(stderr, "detctl model push:", err)
 		return 1
 	}
 	defer c.close()
-	m, err := c.reg.Push(ctx, registry.Manifest{
-		Name: *name, Version: *version, Format: string(info.Format), InputWidth: info.InputWidth, InputHeight: info.InputHeight,
-		Names: info.Names, Notes: *notes, Source: *source,
-	}, data)
+	m, err := pushModel(ctx, c.reg, registry.Manifest{Name: *name, Version: *version, Notes: *notes, Source: *source}, data, cfg)
 	if err != nil {
-		fmt.Fprintln(stderr, "detctl model push:", err)
+		fmt.Fprintf(stderr, "detctl model push: %s: %v\n", pos[0], err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "pushed %s/%s: %s %dx%d, %d classes, sha256 %s, %d bytes\n", m.Name, m.Version, m.Format, m.InputWidth, m.InputHeight, len(m.Names), m.SHA256, m.Size)
@@ -171,3 +157,19 @@ func runModelRm(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 func isNoRoute(err error) bool { return errors.Is(err, routingErrNoRoute) }
+
+// pushModel validates a model — ONNX Runtime loads it, its outputs fit the family, a test
+// inference runs — and uploads it as a new version with what the engine learned about it.
+func pushModel(ctx context.Context, reg *registry.Registry, m registry.Manifest, data []byte, cfg engine.Config) (registry.Manifest, error) {
+	eng, err := engine.New(data, cfg)
+	if err != nil {
+		return m, fmt.Errorf("refused: %w", err)
+	}
+	defer eng.Close()
+	if err := detect.Warm(ctx, eng); err != nil {
+		return m, fmt.Errorf("refused: %w", err)
+	}
+	info := eng.Info()
+	m.Format, m.InputWidth, m.InputHeight, m.Names = string(info.Format), info.InputWidth, info.InputHeight, info.Names
+	return reg.Push(ctx, m, data)
+}

@@ -1,0 +1,100 @@
+package detect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/registry"
+	"github.com/streamdet/streamdet/pkg/routing"
+	"github.com/streamdet/streamdet/pkg/telemetry"
+	"github.com/streamdet/streamdet/services/detect/engine"
+)
+
+// Run is the service: it starts from the environment and returns when ctx ends (SIGTERM) and
+// the work in flight has drained, or earlier with an error. cmd/detect runs it as a process;
+// detctl dev runs it in-process against embedded servers.
+func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
+	cfg, cerr := ConfigFromEnv(env)
+	var rc routing.RedisConfig
+	if cfg.Routed() {
+		rc = routing.RedisFromEnv(env)
+		cerr = errors.Join(cerr, rc.Validate())
+	}
+	rt, err := pipeline.Start(ctx, "detect", env, tel, cfg.HTTPAddr, cerr)
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	rt.Health.Set("model", errors.New("loading"))
+	detections, err := rt.Writer(rt.Topics.Detections)
+	if err != nil {
+		return err
+	}
+	var models Resolver
+	var recorder StatsRecorder
+	var shadow = detections
+	if cfg.Routed() {
+		if shadow, err = rt.Writer(rt.Topics.Shadow); err != nil {
+			return err
+		}
+		store, err := routing.NewStore(rc)
+		if err != nil {
+			return err
+		}
+		defer store.Close()
+		reg, err := registry.New(ctx, rt.Store, cfg.ModelsBucket)
+		if err != nil {
+			return err
+		}
+		m := NewManager(ManagerConfig{
+			Name: cfg.ModelName, Registry: reg, Routes: store, Engine: cfg.Engine, UnloadGrace: cfg.UnloadGrace, Logger: tel.Logger,
+			// Redis unreachable: keep serving the last route; degraded, not unready.
+			OnHealth: func(err error) { rt.Health.Degrade("routes", err) },
+		})
+		mctx, stopManager := context.WithCancel(context.WithoutCancel(ctx))
+		defer stopManager()
+		go m.Run(mctx, cfg.RouteResync)
+		models, recorder = m, store
+		rt.Health.Set("model", nil) // readiness of a version is per frame: frames wait for one
+	} else {
+		model, err := LoadModel(ctx, cfg, rt.Store)
+		if err != nil {
+			return fmt.Errorf("load model: %w", err)
+		}
+		if cfg.NamesPath != "" {
+			b, err := os.ReadFile(cfg.NamesPath)
+			if err != nil {
+				return fmt.Errorf("class names: %w", err)
+			}
+			cfg.Engine.Names = engine.ReadNames(b)
+		}
+		eng, err := engine.New(model, cfg.Engine)
+		if err != nil {
+			return fmt.Errorf("model %s: %w", cfg.ModelName, err)
+		}
+		defer eng.Close()
+		if err := Warm(ctx, eng); err != nil {
+			return err
+		}
+		info := eng.Info()
+		tel.Logger.Info("model loaded", "name", cfg.ModelName, "version", cfg.ModelVersion, "format", info.Format,
+			"input", fmt.Sprintf("%dx%d", info.InputWidth, info.InputHeight), "sha256", info.SHA256, "onnxruntime", engine.RuntimeVersion())
+		models = Static{Served: Served{Eng: eng, Model: ModelOf(cfg.ModelName, cfg.ModelVersion, eng), Arm: routing.ArmPrimary}}
+		rt.Health.Set("model", nil)
+	}
+	d, err := New(models, rt.Stage, rt.Store, detections, shadow, cfg.Engine.Limits.MaxBytes, recorder)
+	if err != nil {
+		return err
+	}
+	sctx, stopStats := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopStats()
+	go d.RunStats(sctx)
+	if err := rt.Consume(ctx, cfg.Group, rt.Topics.Frames, cfg.Concurrency, d.Handle); err != nil {
+		return err
+	}
+	return rt.Wait()
+}
