@@ -1,4 +1,4 @@
-package contract
+package contract_test
 
 import (
 	"encoding/json"
@@ -8,14 +8,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/registry"
 	"github.com/streamdet/streamdet/pkg/routing"
 	"github.com/streamdet/streamdet/pkg/testenv"
 )
 
-func schemas(t *testing.T) *Schemas {
+func schemas(t *testing.T) *contract.Schemas {
 	t.Helper()
-	s, err := LoadSchemas(filepath.Join(testenv.RepoRoot(t), "schemas", SchemaVersion))
+	s, err := contract.LoadSchemas(filepath.Join(testenv.RepoRoot(t), "schemas", contract.SchemaVersion))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -26,15 +27,15 @@ func schemas(t *testing.T) *Schemas {
 // type and back without losing a field the schema names.
 func TestExamples(t *testing.T) {
 	s := schemas(t)
-	dir := filepath.Join(testenv.RepoRoot(t), "schemas", SchemaVersion, "examples")
+	dir := filepath.Join(testenv.RepoRoot(t), "schemas", contract.SchemaVersion, "examples")
 	files, _ := filepath.Glob(filepath.Join(dir, "*.json"))
 	if len(files) < 6 {
 		t.Fatalf("%d examples in %s", len(files), dir)
 	}
 	types := map[string]func() any{
-		"frame-ref":   func() any { return new(FrameRef) },
-		"detections":  func() any { return new(Detections) },
-		"dead-letter": func() any { return new(DeadLetter) },
+		"frame-ref":   func() any { return new(contract.FrameRef) },
+		"detections":  func() any { return new(contract.Detections) },
+		"dead-letter": func() any { return new(contract.DeadLetter) },
 		"manifest":    func() any { return new(registry.Manifest) },
 		"route":       func() any { return new(routing.Route) },
 	}
@@ -75,18 +76,18 @@ func TestSchemasRefuse(t *testing.T) {
 
 // TestConsumersIgnoreUnknownFields: a newer producer's extra fields do not break decoding.
 func TestConsumersIgnoreUnknownFields(t *testing.T) {
-	var f FrameRef
+	var f contract.FrameRef
 	if err := json.Unmarshal([]byte(`{"frame_id":"a","stream_id":"b","future_field":{"x":1}}`), &f); err != nil || f.FrameID != "a" {
 		t.Fatalf("%v %+v", err, f)
 	}
 }
 
 func TestDerivedFrameID(t *testing.T) {
-	a := DerivedFrameID("streamdet.frames.raw", 3, 1000)
-	if a != DerivedFrameID("streamdet.frames.raw", 3, 1000) {
+	a := contract.DerivedFrameID("streamdet.frames.raw", 3, 1000)
+	if a != contract.DerivedFrameID("streamdet.frames.raw", 3, 1000) {
 		t.Fatal("not deterministic")
 	}
-	for _, b := range []string{DerivedFrameID("streamdet.frames.raw", 3, 1001), DerivedFrameID("streamdet.frames.raw", 4, 1000), DerivedFrameID("other", 3, 1000)} {
+	for _, b := range []string{contract.DerivedFrameID("streamdet.frames.raw", 3, 1001), contract.DerivedFrameID("streamdet.frames.raw", 4, 1000), contract.DerivedFrameID("other", 3, 1000)} {
 		if a == b {
 			t.Fatalf("collision %s", a)
 		}

@@ -369,34 +369,17 @@ func (d *Detector) publish(ctx context.Context, w *kafka.Writer, out contract.De
 // the other side has one of the same class at IoU ≥ 0.5.
 func Agree(version string, primary, shadow []contract.Detection) *routing.Agreement {
 	a := &routing.Agreement{Version: version, PrimaryBoxes: len(primary), ShadowBoxes: len(shadow)}
-	matched := func(d contract.Detection, in []contract.Detection) bool {
-		for _, o := range in {
-			if o.ClassID == d.ClassID && boxIoU(o.Box, d.Box) >= 0.5 {
-				return true
-			}
-		}
-		return false
-	}
 	for _, p := range primary {
-		if matched(p, shadow) {
+		if contract.Matches(p, shadow, 0.5) {
 			a.PrimaryMatched++
 		}
 	}
 	for _, s := range shadow {
-		if matched(s, primary) {
+		if contract.Matches(s, primary, 0.5) {
 			a.ShadowMatched++
 		}
 	}
 	return a
-}
-
-func boxIoU(a, b [4]float32) float32 {
-	ix, iy := min(a[2], b[2])-max(a[0], b[0]), min(a[3], b[3])-max(a[1], b[1])
-	if ix <= 0 || iy <= 0 {
-		return 0
-	}
-	in := ix * iy
-	return in / ((a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - in)
 }
 
 // traceStages records the engine's stages as child spans from its measured timings, so the

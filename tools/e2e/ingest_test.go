@@ -82,7 +82,7 @@ func TestIntegrationIngestPaths(t *testing.T) {
 		{[]byte("hello"), http.StatusUnsupportedMediaType, "unsupported_format"},
 		{nil, http.StatusBadRequest, "empty"},
 		{bytes.Repeat([]byte{0xFF}, 1200000), http.StatusRequestEntityTooLarge, "too_large"},
-		{pngDeclaring(100000, 100000), http.StatusRequestEntityTooLarge, "too_large"},
+		{testenv.PNGDeclaring(100000, 100000), http.StatusRequestEntityTooLarge, "too_large"},
 		{dog[:300], http.StatusBadRequest, "corrupt_image"},
 	} {
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(tc.body))

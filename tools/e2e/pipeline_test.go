@@ -6,10 +6,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"hash/crc32"
 	"image"
 	"image/jpeg"
 	"io"
@@ -73,54 +72,15 @@ func header(m kafka.Message, k string) string {
 	return ""
 }
 
-// pngDeclaring is a PNG header declaring w×h pixels.
-func pngDeclaring(w, h uint32) []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 2
-	binary.Write(&b, binary.BigEndian, uint32(13))
-	chunk := append([]byte("IHDR"), ihdr...)
-	b.Write(chunk)
-	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
-	return b.Bytes()
-}
-
 type detectLine struct {
 	Image      string               `json:"image"`
 	Detections []contract.Detection `json:"detections"`
 }
 
-func iou(a, b [4]float32) float32 {
-	ix, iy := min(a[2], b[2])-max(a[0], b[0]), min(a[3], b[3])-max(a[1], b[1])
-	if ix <= 0 || iy <= 0 {
-		return 0
-	}
-	in := ix * iy
-	return in / ((a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - in)
-}
-
 // sameBoxes applies the shared README's criterion both ways.
 func sameBoxes(got, want []contract.Detection) error {
-	match := func(d contract.Detection, in []contract.Detection) bool {
-		for _, o := range in {
-			if o.ClassID == d.ClassID && iou(o.Box, d.Box) >= 0.8 {
-				return true
-			}
-		}
-		return false
-	}
-	for _, w := range want {
-		if w.Score >= 0.35 && !match(w, got) {
-			return fmt.Errorf("missing %s %.3f %v", w.Label, w.Score, w.Box)
-		}
-	}
-	for _, g := range got {
-		if g.Score >= 0.35 && !match(g, want) {
-			return fmt.Errorf("extra %s %.3f %v", g.Label, g.Score, g.Box)
-		}
+	if p := testenv.CompareDetections(got, want, 0.35, 0.8); len(p) > 0 {
+		return errors.New(strings.Join(p, "; "))
 	}
 	return nil
 }
@@ -223,7 +183,7 @@ func TestIntegrationPipeline(t *testing.T) {
 		poisonRaw = append(poisonRaw, append([]byte{byte(i)}, big...))
 	}
 	for i := 0; i < 4; i++ {
-		poisonRaw = append(poisonRaw, pngDeclaring(100000, 100000+uint32(i)))
+		poisonRaw = append(poisonRaw, testenv.PNGDeclaring(100000, 100000+uint32(i)))
 	}
 	for i := 0; i < 4; i++ {
 		poisonRaw = append(poisonRaw, payloads[i][:len(payloads[i])/3+i])

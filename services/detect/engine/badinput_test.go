@@ -5,28 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"testing"
 
 	"github.com/streamdet/streamdet/pkg/testenv"
 	"github.com/streamdet/streamdet/services/detect/imaging"
 )
-
-// pngDeclaring is a PNG whose IHDR (with a valid CRC) declares w×h pixels and whose data is
-// absent: only the header can be read.
-func pngDeclaring(w, h uint32) []byte {
-	var b bytes.Buffer
-	b.WriteString("\x89PNG\r\n\x1a\n")
-	ihdr := make([]byte, 13)
-	binary.BigEndian.PutUint32(ihdr[0:], w)
-	binary.BigEndian.PutUint32(ihdr[4:], h)
-	ihdr[8], ihdr[9] = 8, 2 // 8-bit RGB
-	binary.Write(&b, binary.BigEndian, uint32(13))
-	chunk := append([]byte("IHDR"), ihdr...)
-	b.Write(chunk)
-	binary.Write(&b, binary.BigEndian, crc32.ChecksumIEEE(chunk))
-	return b.Bytes()
-}
 
 // jpegDeclaring rewrites the SOF0 dimensions of a real JPEG.
 func jpegDeclaring(t testing.TB, src []byte, w, h uint16) []byte {
@@ -65,9 +48,9 @@ func TestBadImages(t *testing.T) {
 		{"corrupt jpeg", corruptJPEG, imaging.ErrCorrupt},
 		{"truncated png", png[:len(png)/2], imaging.ErrCorrupt},
 		{"corrupt png", corruptPNG, imaging.ErrCorrupt},
-		{"png declaring 100000×100000", pngDeclaring(100000, 100000), imaging.ErrTooLarge},
+		{"png declaring 100000×100000", testenv.PNGDeclaring(100000, 100000), imaging.ErrTooLarge},
 		{"jpeg declaring 60000×60000", jpegDeclaring(t, dog, 60000, 60000), imaging.ErrTooLarge},
-		{"png declaring 0×10", pngDeclaring(0, 10), imaging.ErrCorrupt},
+		{"png declaring 0×10", testenv.PNGDeclaring(0, 10), imaging.ErrCorrupt},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := e.Detect(context.Background(), tc.data)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"sync"
@@ -43,38 +42,12 @@ func readReference(t testing.TB, name string) []refLine {
 	return out
 }
 
-func boxIoU(a, b [4]float32) float32 {
-	ca := candidate{a[0], a[1], a[2], a[3], 0, 0}
-	cb := candidate{b[0], b[1], b[2], b[3], 0, 0}
-	return iou(&ca, &cb)
+// compare applies the shared README's criterion (testenv.CompareDetections).
+func compare(got, want []contract.Detection, minScore, minIoU float32) []string {
+	return testenv.CompareDetections(got, want, minScore, minIoU)
 }
 
-// compare applies the shared README's criterion: every want box scored ≥ minScore has a got
-// box of the same class at IoU ≥ minIoU, and every got box scored ≥ minScore has such a want
-// box. Boxes just under minScore on either side count as matches (scores differ slightly with
-// resize details), so the other side is searched at any score.
-func compare(got, want []contract.Detection, minScore, minIoU float32) []string {
-	var problems []string
-	find := func(d contract.Detection, in []contract.Detection) bool {
-		for _, o := range in {
-			if o.ClassID == d.ClassID && boxIoU(o.Box, d.Box) >= minIoU {
-				return true
-			}
-		}
-		return false
-	}
-	for _, w := range want {
-		if w.Score >= minScore && !find(w, got) {
-			problems = append(problems, fmt.Sprintf("missing %s %.3f %v", w.Label, w.Score, w.Box))
-		}
-	}
-	for _, g := range got {
-		if g.Score >= minScore && !find(g, want) {
-			problems = append(problems, fmt.Sprintf("extra %s %.3f %v", g.Label, g.Score, g.Box))
-		}
-	}
-	return problems
-}
+func boxIoU(a, b [4]float32) float32 { return contract.IoU(a, b) }
 
 var (
 	enginesMu sync.Mutex

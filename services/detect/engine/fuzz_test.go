@@ -8,6 +8,7 @@ import (
 	"math"
 	"testing"
 
+	"github.com/streamdet/streamdet/pkg/testenv"
 	"github.com/streamdet/streamdet/services/detect/imaging"
 )
 
@@ -25,7 +26,7 @@ func FuzzDecodePreprocess(f *testing.F) {
 	f.Add(jb.Bytes())
 	f.Add(pb.Bytes())
 	f.Add(jb.Bytes()[:jb.Len()/2])
-	f.Add(pngDeclaring(100000, 100000))
+	f.Add(testenv.PNGDeclaring(100000, 100000))
 	f.Add([]byte{0xFF, 0xD8, 0xFF})
 	f.Add([]byte{})
 
