@@ -415,6 +415,39 @@ func TestIntegrationRollout(t *testing.T) {
 		t.Logf("%d frames through a 30 s Redis outage, none lost, routing unchanged", len(ids))
 	})
 
+	t.Run("promote keeps the old version warm, rollback restores", func(t *testing.T) {
+		mustDetctl(t, env, "route", "set", model, "--weights", "1=100")
+		mustDetctl(t, env, "route", "promote", model, "2", "--keep-warm", "1m")
+		r := routeNow()
+		if len(r.Arms) != 1 || r.Arms[0].Version != "2" || r.Arms[0].Weight != 100 || r.Warm["1"].IsZero() {
+			t.Fatalf("after promote: arms %+v warm %v", r.Arms, r.Warm)
+		}
+		time.Sleep(4 * time.Second) // past the 2 s unload grace: version 1 must still be loaded (warm)
+		id := run + "-promoted"
+		produce(id, "cam-3", 0)
+		if d := waitFor("promote", []string{id}, time.Minute)[id]; d.Model.Version != "2" {
+			t.Fatalf("after promote: served by %s", d.Model.Version)
+		}
+		out := mustDetctl(t, env, "route", "get", model, "--json")
+		var v struct {
+			Status map[string]routing.Status `json:"status"`
+		}
+		json.Unmarshal([]byte(out), &v)
+		if v.Status["1"].State != "ready" {
+			t.Fatalf("version 1 should stay loaded for rollback, is %+v", v.Status["1"])
+		}
+		mustDetctl(t, env, "route", "rollback", model)
+		if r := routeNow(); len(r.Arms) != 1 || r.Arms[0].Version != "1" {
+			t.Fatalf("after rollback: %+v", r.Arms)
+		}
+		time.Sleep(1500 * time.Millisecond)
+		id = run + "-rolledback"
+		produce(id, "cam-3", 1)
+		if d := waitFor("rollback", []string{id}, time.Minute)[id]; d.Model.Version != "1" {
+			t.Fatalf("after rollback: served by %s", d.Model.Version)
+		}
+	})
+
 	t.Run("hot swap 20 times, memory settles", func(t *testing.T) {
 		rss := func() int64 {
 			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", detect.cmd.Process.Pid))
