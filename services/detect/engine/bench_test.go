@@ -3,6 +3,8 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -18,7 +20,14 @@ import (
 //	                     Run on the same model, threads and tensors, interleaved in one loop so both
 //	                     see the same machine; reports engine/raw, the ratio of frames per second.
 
-const benchThreads = 2 // the machine's cores; both sides of every ratio use the same
+// benchThreads is the intra-op thread count of both sides of every ratio: the machine's 2 cores
+// by default, STREAMDET_BENCH_THREADS to compare (1 is the detect service's default per session).
+var benchThreads = func() int {
+	if n, err := strconv.Atoi(os.Getenv("STREAMDET_BENCH_THREADS")); err == nil && n > 0 {
+		return n
+	}
+	return 2
+}()
 
 type benchImage struct {
 	name string
@@ -60,7 +69,7 @@ var benchModels = []benchModel{
 func benchEngine(b *testing.B, m benchModel) *Engine {
 	cfg := m.cfg
 	cfg.Sessions, cfg.IntraOpThreads = 1, benchThreads
-	return testEngine(b, "bench/"+m.name, func() []byte { return sharedModel(b, m.name) }, cfg)
+	return testEngine(b, fmt.Sprintf("bench/%s/%d", m.name, benchThreads), func() []byte { return sharedModel(b, m.name) }, cfg)
 }
 
 func BenchmarkStages(b *testing.B) {
