@@ -185,13 +185,17 @@ start_minio() {
   wait_for minio "$logf" "$pidf" 60 minio_ready
 }
 
-devstack() {
-  # A small pure-Go helper (tools/cmd/devstack) speaks the Kafka protocol for readiness and topics.
-  local exe=$CACHE/bin/devstack
-  (cd "$ROOT" && go build -o "$exe" ./tools/cmd/devstack) >"$LOGS/devstack-build.log" 2>&1 ||
+DEVSTACK=$CACHE/bin/devstack
+
+# build_devstack builds the small pure-Go helper (tools/cmd/devstack) that speaks the Kafka
+# protocol for readiness and topics, once per start; devstack runs it.
+build_devstack() {
+  mkdir -p "$CACHE/bin" "$LOGS"
+  (cd "$ROOT" && go build -o "$DEVSTACK" ./tools/cmd/devstack) >"$LOGS/devstack-build.log" 2>&1 ||
     fail kafka "$LOGS/devstack-build.log" "building tools/cmd/devstack"
-  "$exe" "$@"
 }
+
+devstack() { "$DEVSTACK" "$@"; }
 
 start_kafka() {
   local pidf=$STATE/kafka.pid logf=$LOGS/kafka.log dir=$STATE/kafka-data
@@ -278,6 +282,7 @@ up)
   credentials
   mkdir -p "$LOGS"
   start_redis
+  build_devstack
   start_kafka
   ensure_topics
   start_minio
