@@ -146,28 +146,33 @@ func (c Config) saslMechanism() (sasl.Mechanism, error) {
 	}
 }
 
-// Dialer is a kafka-go dialer with the Config's TLS and SASL.
-func (c Config) Dialer() (*kafka.Dialer, error) {
+// security is the Config's TLS configuration and SASL mechanism (either may be nil).
+func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
 	t, err := c.tlsConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m, err := c.saslMechanism()
 	if err != nil {
-		return nil, fmt.Errorf("kafka SASL: %w", err)
+		return nil, nil, fmt.Errorf("kafka SASL: %w", err)
+	}
+	return t, m, nil
+}
+
+// Dialer is a kafka-go dialer with the Config's TLS and SASL.
+func (c Config) Dialer() (*kafka.Dialer, error) {
+	t, m, err := c.security()
+	if err != nil {
+		return nil, err
 	}
 	return &kafka.Dialer{Timeout: 10 * time.Second, DualStack: true, TLS: t, SASLMechanism: m}, nil
 }
 
 // Transport is a kafka-go transport with the Config's TLS and SASL, for writers and clients.
 func (c Config) Transport() (*kafka.Transport, error) {
-	t, err := c.tlsConfig()
+	t, m, err := c.security()
 	if err != nil {
 		return nil, err
-	}
-	m, err := c.saslMechanism()
-	if err != nil {
-		return nil, fmt.Errorf("kafka SASL: %w", err)
 	}
 	return &kafka.Transport{TLS: t, SASL: m, DialTimeout: 10 * time.Second}, nil
 }

@@ -32,7 +32,6 @@ type Stage struct {
 	Tel    *telemetry.Telemetry
 	Health interface{ Set(string, error) }
 	dlq    *kafka.Writer
-	dlqTop string
 
 	In, Out   metric.Int64Counter
 	Errors    metric.Int64Counter
@@ -42,7 +41,7 @@ type Stage struct {
 
 // New creates a Stage that dead-letters through dlq (a writer for the dead-letter topic).
 func New(name string, tel *telemetry.Telemetry, health interface{ Set(string, error) }, dlq *kafka.Writer) (*Stage, error) {
-	s := &Stage{Name: name, Tel: tel, Health: health, dlq: dlq, dlqTop: dlq.Topic}
+	s := &Stage{Name: name, Tel: tel, Health: health, dlq: dlq}
 	m := tel.Meter
 	var errs []error
 	var err error
@@ -176,8 +175,9 @@ func Rejectf(reason contract.Reason, format string, a ...any) *Reject {
 	return &Reject{Reason: reason, Err: fmt.Errorf(format, a...)}
 }
 
-// ImageReason maps an imageinfo error to its dead-letter reason.
-func ImageReason(err error) (contract.Reason, bool) {
+// RejectReason maps an error that is permanent for the frame — an imageinfo error, or its object
+// missing from storage — to its dead-letter reason.
+func RejectReason(err error) (contract.Reason, bool) {
 	switch {
 	case errors.Is(err, imageinfo.ErrEmpty):
 		return contract.ReasonEmpty, true

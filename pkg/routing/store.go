@@ -78,9 +78,6 @@ func NewStore(c RedisConfig) (*Store, error) {
 // Close closes the connection pool.
 func (s *Store) Close() error { return s.rdb.Close() }
 
-// Ping checks Redis answers.
-func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
-
 func (s *Store) k(parts ...string) string { return s.prefix + ":" + strings.Join(parts, ":") }
 
 // ErrNoRoute: no route is stored for the model.

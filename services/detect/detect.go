@@ -246,7 +246,7 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		return gerr
 	}, func(err error) bool { return errors.Is(err, objstore.ErrNotFound) })
 	if err != nil {
-		if reason, ok := pipeline.ImageReason(err); ok {
+		if reason, ok := pipeline.RejectReason(err); ok {
 			return &pipeline.Reject{Reason: reason, Err: err}
 		}
 		return err
@@ -271,7 +271,7 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		return rerr
 	}, func(err error) bool { return !errors.Is(err, ErrNotRoutable) && !errors.Is(err, engine.ErrClosed) })
 	if err != nil {
-		if reason, ok := pipeline.ImageReason(err); ok {
+		if reason, ok := pipeline.RejectReason(err); ok {
 			return &pipeline.Reject{Reason: reason, Err: err}
 		}
 		if ctx.Err() != nil {

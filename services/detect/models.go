@@ -88,7 +88,7 @@ func NewManager(c ManagerConfig) *Manager {
 
 // Run watches the route until ctx ends, then closes every engine.
 func (m *Manager) Run(ctx context.Context, resync time.Duration) {
-	go m.Routes().Watch(ctx, m.name, resync, m.apply, func(err error) {
+	go m.routes.Watch(ctx, m.name, resync, m.apply, func(err error) {
 		if m.onHealth != nil {
 			m.onHealth(err)
 		}
@@ -113,9 +113,6 @@ func (m *Manager) Run(ctx context.Context, resync time.Duration) {
 		}
 	}
 }
-
-// Routes is the route store.
-func (m *Manager) Routes() *routing.Store { return m.routes }
 
 func (m *Manager) apply(r *routing.Route) {
 	m.mu.Lock()
@@ -285,15 +282,4 @@ func (m *Manager) state(v string) routing.State {
 		return routing.Unavailable
 	}
 	return routing.Pending // loading, or about to be
-}
-
-// Loaded lists the versions loaded now.
-func (m *Manager) Loaded() []string {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	var out []string
-	for v := range m.ready {
-		out = append(out, v)
-	}
-	return out
 }

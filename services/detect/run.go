@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/segmentio/kafka-go"
+
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/registry"
@@ -36,7 +38,7 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 	}
 	var models Resolver
 	var recorder StatsRecorder
-	var shadow = detections
+	var shadow *kafka.Writer // only routing has shadow versions
 	if cfg.Routed() {
 		if shadow, err = rt.Writer(rt.Topics.Shadow); err != nil {
 			return err

@@ -98,7 +98,7 @@ func (in *Ingester) Ingest(ctx context.Context, f Frame) (contract.FrameRef, err
 	span := trace.SpanFromContext(ctx)
 	cfg, err := imageinfo.DecodeConfig(f.Data, in.cfg.Limits)
 	if err != nil {
-		reason, _ := pipeline.ImageReason(err)
+		reason, _ := pipeline.RejectReason(err)
 		return contract.FrameRef{}, &pipeline.Reject{Reason: reason, Err: err}
 	}
 	sum := sha256.Sum256(f.Data)

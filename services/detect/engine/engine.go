@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -633,5 +632,5 @@ func fit(info Info) (decoder, error) {
 		}
 		return decodeEnd2End, nil
 	}
-	return nil, fmt.Errorf("%w: %q (formats: %s)", ErrUnknownFormat, info.Format, strings.Join([]string{formatList()}, ""))
+	return nil, fmt.Errorf("%w: %q (formats: %s)", ErrUnknownFormat, info.Format, formatList())
 }
