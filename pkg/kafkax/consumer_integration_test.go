@@ -22,11 +22,7 @@ func TestIntegrationOrderedCommits(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topic := fmt.Sprintf("kafkax.ordered.%d", time.Now().UnixNano())
-	client := &kafka.Client{Addr: kafka.TCP(st.KafkaBrokers...)}
-	if _, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 1, ReplicationFactor: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	defer client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
+	client := testenv.Topics(t, st.KafkaBrokers, 1, topic)
 	cfg := Config{Brokers: st.KafkaBrokers, MaxMessageBytes: 1 << 20}
 	w, _ := cfg.Writer(topic)
 	const n, stuck = 300, 50

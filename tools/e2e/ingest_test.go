@@ -17,7 +17,6 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/notification"
-	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/testenv"
@@ -31,15 +30,7 @@ func TestIntegrationIngestPaths(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	run := fmt.Sprintf("ing%d", time.Now().UnixNano()%1e9)
-	client := &kafka.Client{Addr: kafka.TCP(st.KafkaBrokers...)}
-	var topics []kafka.TopicConfig
-	for _, s := range []string{"frames.raw", "frames", "dlq"} {
-		topics = append(topics, kafka.TopicConfig{Topic: run + "." + s, NumPartitions: 1, ReplicationFactor: 1})
-	}
-	if _, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics}); err != nil {
-		t.Fatal(err)
-	}
-	defer client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{run + ".frames.raw", run + ".frames", run + ".dlq"}})
+	testenv.Topics(t, st.KafkaBrokers, 1, runTopics(run, "frames.raw", "frames", "dlq")...)
 	p := startService(t, "ingest", []string{"STREAMDET_TOPIC_PREFIX=" + run, "STREAMDET_EVENTS_TOPIC=streamdet.frames.events", "STREAMDET_FRAMES_BUCKET=" + run + "-frames",
 		"STREAMDET_INGEST_GROUP=" + run, "STREAMDET_MAX_FRAME_BYTES=1000000", "OTEL_TRACES_EXPORTER=none"})
 	frames := follow(ctx, t, st.KafkaBrokers, run+".frames")

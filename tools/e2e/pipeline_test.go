@@ -96,21 +96,7 @@ func TestIntegrationPipeline(t *testing.T) {
 	brokers := strings.Join(st.KafkaBrokers, ",")
 
 	// Topics of this run only.
-	client := &kafka.Client{Addr: kafka.TCP(st.KafkaBrokers...)}
-	var topics []kafka.TopicConfig
-	for _, s := range []string{"frames.raw", "frames", "detections", "detections.shadow", "dlq", "frames.events"} {
-		topics = append(topics, kafka.TopicConfig{Topic: run + "." + s, NumPartitions: 3, ReplicationFactor: 1})
-	}
-	if _, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		var names []string
-		for _, tc := range topics {
-			names = append(names, tc.Topic)
-		}
-		client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: names})
-	})
+	testenv.Topics(t, st.KafkaBrokers, 3, runTopics(run, "frames.raw", "frames", "detections", "detections.shadow", "dlq", "frames.events")...)
 
 	otlp := newOTLPReceiver(t)
 	env := []string{

@@ -51,6 +51,16 @@ func binaries(t *testing.T) string {
 	return binDir
 }
 
+// runTopics names a test run's topics: <run>.<suffix>, as STREAMDET_TOPIC_PREFIX=<run> makes the
+// services use.
+func runTopics(run string, suffixes ...string) []string {
+	out := make([]string, len(suffixes))
+	for i, s := range suffixes {
+		out[i] = run + "." + s
+	}
+	return out
+}
+
 func freePort(t *testing.T) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

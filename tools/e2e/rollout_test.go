@@ -90,17 +90,7 @@ func TestIntegrationRollout(t *testing.T) {
 	defer cancel()
 	run := fmt.Sprintf("ro%d", time.Now().UnixNano()%1e9)
 	model := "coco" + run
-	client := &kafka.Client{Addr: kafka.TCP(st.KafkaBrokers...)}
-	var names []string
-	var topics []kafka.TopicConfig
-	for _, s := range []string{"frames.raw", "frames", "detections", "detections.shadow", "dlq"} {
-		names = append(names, run+"."+s)
-		topics = append(topics, kafka.TopicConfig{Topic: run + "." + s, NumPartitions: 3, ReplicationFactor: 1})
-	}
-	if _, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics}); err != nil {
-		t.Fatal(err)
-	}
-	defer client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: names})
+	testenv.Topics(t, st.KafkaBrokers, 3, runTopics(run, "frames.raw", "frames", "detections", "detections.shadow", "dlq")...)
 	redisAddr, redisPW, redisCmd := ownRedis(t)
 	env := []string{"STREAMDET_TOPIC_PREFIX=" + run, "STREAMDET_FRAMES_BUCKET=" + run + "-frames",
 		"STREAMDET_REDIS_ADDR=" + redisAddr, "STREAMDET_REDIS_PASSWORD=" + redisPW, "OTEL_TRACES_EXPORTER=none", "STREAMDET_LOG_LEVEL=warn"}

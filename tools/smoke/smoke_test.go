@@ -32,16 +32,7 @@ func TestIntegrationKafkaConsumerGroup(t *testing.T) {
 	defer cancel()
 
 	topic := fmt.Sprintf("smoke.cg.%d", time.Now().UnixNano())
-	client := &kafka.Client{Addr: kafka.TCP(st.KafkaBrokers...)}
-	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{
-		Topics: []kafka.TopicConfig{{Topic: topic, NumPartitions: 3, ReplicationFactor: 1}},
-	})
-	if err != nil || resp.Errors[topic] != nil {
-		t.Fatalf("create topic: %v %v", err, resp.Errors[topic])
-	}
-	t.Cleanup(func() {
-		_, _ = client.DeleteTopics(context.Background(), &kafka.DeleteTopicsRequest{Topics: []string{topic}})
-	})
+	client := testenv.Topics(t, st.KafkaBrokers, 3, topic)
 
 	const n, keys = 1000, 17
 	w := &kafka.Writer{
