@@ -1,5 +1,11 @@
 package engine
 
+/*
+#cgo CFLAGS: -O3
+#include "letterbox.h"
+*/
+import "C"
+
 import (
 	"math"
 	"runtime"
@@ -54,41 +60,39 @@ const (
 // preprocessor fuses resize, letterbox, channel order, scaling and NCHW layout. It keeps its
 // coordinate tables between frames; it is not safe for concurrent use.
 type preprocessor struct {
-	xofs  []int32 // per output column: byte offset of the left source pixel
-	xofs1 []int32 // ... of the right source pixel
-	xw    []int32 // weight of the right pixel, 0..coefScale
-	lut   [256]float32
-	lutOf float32
+	xofs  []int32   // per output column: byte offset of the left source pixel
+	xofs1 []int32   // ... of the right source pixel
+	xw    []int32   // weight of the right pixel, 0..coefScale
+	ry    []int32   // per output row: the upper source row
+	wy    []int32   // ... and the weight of the lower one, 0..coefScale
 	hbuf  [][]int32 // horizontally resized rows, two per worker goroutine
-	wg    sync.WaitGroup
+	// padded is the last padding written: the same geometry into the same tensor needs none.
+	padded struct {
+		dst      *float32
+		lb       letterbox
+		inW, inH int
+		pad      float32
+	}
+	wg sync.WaitGroup
 }
 
 // run writes img, letterboxed per lb and family f, into dst (3 planes of inW×inH).
 func (p *preprocessor) run(f family, img imaging.RGB, lb letterbox, inW, inH int, dst []float32) {
-	if p.lutOf != f.scale {
-		for i := range p.lut {
-			p.lut[i] = float32(i) * f.scale
-		}
-		p.lutOf = f.scale
-	}
 	plane := inW * inH
 	c0, c2 := dst[:plane], dst[2*plane:3*plane] // R and B planes, swapped for BGR
 	if f.bgr {
 		c0, c2 = c2, c0
 	}
 	c1 := dst[plane : 2*plane]
-	pad := p.lut[114]
+	pad := float32(114) * f.scale
 
-	// Padding: rows above and below, columns left and right of the resized image.
-	for _, c := range [][]float32{c0, c1, c2} {
-		fill(c[:lb.top*inW], pad)
-		fill(c[(lb.top+lb.nh)*inW:], pad)
-		if lb.left > 0 || lb.left+lb.nw < inW {
-			for y := lb.top; y < lb.top+lb.nh; y++ {
-				row := c[y*inW : (y+1)*inW]
-				fill(row[:lb.left], pad)
-				fill(row[lb.left+lb.nw:], pad)
-			}
+	// Padding: frames of one size in a row (a camera's stream) find it already there.
+	key := p.padded
+	key.dst, key.lb, key.inW, key.inH, key.pad = &dst[0], lb, inW, inH, pad
+	if key != p.padded {
+		p.padded = key
+		for _, c := range [][]float32{c0, c1, c2} {
+			fillPadding(c, lb, inW, pad)
 		}
 	}
 
@@ -102,55 +106,24 @@ func (p *preprocessor) run(f family, img imaging.RGB, lb letterbox, inW, inH int
 		p.xw[dx] = int32(fx*coefScale + 0.5)
 	}
 
-	// Two passes, as OpenCV does: each needed source row is resized horizontally once into an
-	// int32 row (samples × 2^11) and kept while consecutive output rows use it; the vertical
-	// blend then reads two such rows sequentially.
+	// Row tables, likewise.
+	p.ry, p.wy = growI32(p.ry, lb.nh), growI32(p.wy, lb.nh)
+	sy := float64(img.Height) / float64(lb.nh)
+	for dy := 0; dy < lb.nh; dy++ {
+		ry, fy := srcCoord(dy, sy, img.Height)
+		p.ry[dy], p.wy[dy] = int32(ry), int32(fy*coefScale+0.5)
+	}
+
+	// Two passes, as OpenCV does (letterbox.c): each needed source row is resized horizontally
+	// once into an int32 row (samples × 2^11) and kept while consecutive output rows use it; the
+	// vertical blend then reads two such rows sequentially.
 	rows := func(y0, y1 int, hb [2][]int32) {
-		sy := float64(img.Height) / float64(lb.nh)
-		have := [2]int{-1, -1} // source row held by hb[0], hb[1]
-		row := func(ry int) []int32 {
-			// Rows ry and ry+1 differ in parity and are used in increasing order, so the slot
-			// of ry's parity holds either ry or a row no longer needed.
-			k := ry & 1
-			if have[k] == ry {
-				return hb[k]
-			}
-			h := hb[k][:3*lb.nw]
-			src := img.Pix[ry*img.Stride : ry*img.Stride+3*img.Width]
-			xofs, xofs1, xw := p.xofs[:lb.nw], p.xofs1[:lb.nw], p.xw[:lb.nw]
-			for dx := range xofs {
-				a, b, w1 := xofs[dx], xofs1[dx], xw[dx]
-				w0 := coefScale - w1
-				pa, pb := src[a:a+3:a+3], src[b:b+3:b+3]
-				o := h[3*dx : 3*dx+3 : 3*dx+3]
-				o[0] = int32(pa[0])*w0 + int32(pb[0])*w1
-				o[1] = int32(pa[1])*w0 + int32(pb[1])*w1
-				o[2] = int32(pa[2])*w0 + int32(pb[2])*w1
-			}
-			have[k] = ry
-			return h
-		}
-		lut := &p.lut
-		for dy := y0; dy < y1; dy++ {
-			ry, fy := srcCoord(dy, sy, img.Height)
-			wy1 := int32(fy*coefScale + 0.5)
-			wy0 := coefScale - wy1
-			h0 := row(ry)
-			h1 := h0
-			if wy1 != 0 {
-				h1 = row(min(ry+1, img.Height-1))
-			}
-			o := (lb.top+dy)*inW + lb.left
-			o0, o1, o2 := c0[o:o+lb.nw], c1[o:o+lb.nw], c2[o:o+lb.nw]
-			h0, h1 = h0[:3*len(o0)], h1[:3*len(o0)]
-			for dx := range o0 {
-				a := h0[3*dx : 3*dx+3 : 3*dx+3]
-				b := h1[3*dx : 3*dx+3 : 3*dx+3]
-				o0[dx] = lut[uint8((a[0]*wy0+b[0]*wy1+1<<(2*coefBits-1))>>(2*coefBits))]
-				o1[dx] = lut[uint8((a[1]*wy0+b[1]*wy1+1<<(2*coefBits-1))>>(2*coefBits))]
-				o2[dx] = lut[uint8((a[2]*wy0+b[2]*wy1+1<<(2*coefBits-1))>>(2*coefBits))]
-			}
-		}
+		C.sd_letterbox_rows((*C.uint8_t)(&img.Pix[0]), C.int(img.Stride), C.int(img.Height),
+			(*C.int32_t)(&p.xofs[0]), (*C.int32_t)(&p.xofs1[0]), (*C.int32_t)(&p.xw[0]), C.int(lb.nw),
+			(*C.int32_t)(&p.ry[0]), (*C.int32_t)(&p.wy[0]), C.int(y0), C.int(y1),
+			(*C.int32_t)(&hb[0][0]), (*C.int32_t)(&hb[1][0]),
+			(*C.float)(&c0[0]), (*C.float)(&c1[0]), (*C.float)(&c2[0]), C.int(inW), C.int(lb.top), C.int(lb.left),
+			C.float(f.scale))
 	}
 	// Split large images across the cores; small ones are not worth the hand-off.
 	n := runtime.GOMAXPROCS(0)
@@ -190,6 +163,20 @@ func srcCoord(d int, scale float64, size int) (int, float64) {
 		return size - 1, 0
 	}
 	return i, frac
+}
+
+// fillPadding fills the rows above and below and the columns left and right of the resized
+// image in one plane.
+func fillPadding(c []float32, lb letterbox, inW int, pad float32) {
+	fill(c[:lb.top*inW], pad)
+	fill(c[(lb.top+lb.nh)*inW:], pad)
+	if lb.left > 0 || lb.left+lb.nw < inW {
+		for y := lb.top; y < lb.top+lb.nh; y++ {
+			row := c[y*inW : (y+1)*inW]
+			fill(row[:lb.left], pad)
+			fill(row[lb.left+lb.nw:], pad)
+		}
+	}
 }
 
 func fill(s []float32, v float32) {

@@ -3,9 +3,11 @@
 package imaging
 
 /*
-#cgo LDFLAGS: -lturbojpeg
+#cgo CFLAGS: -O3
+#cgo LDFLAGS: -lturbojpeg -lpthread
 #include <stdlib.h>
 #include <turbojpeg.h>
+#include "pjpeg.h"
 
 static int sd_scaling_count(void) { int n = 0; tjGetScalingFactors(&n); return n; }
 static tjscalingfactor sd_scaling_factor(int i) { int n = 0; return tjGetScalingFactors(&n)[i]; }
@@ -14,15 +16,24 @@ import "C"
 
 import (
 	"fmt"
+	"runtime"
+	"sync"
 	"unsafe"
 )
 
 // Native reports whether JPEG goes through libjpeg-turbo (true) or Go's image/jpeg.
 const Native = true
 
-type jpegHandle struct{ dec, enc C.tjhandle }
+type jpegHandle struct {
+	dec, enc C.tjhandle
+	par      *C.pj // the two-thread decoder (pjpeg.c), made on first use
+}
 
 func (h *jpegHandle) close() {
+	if h.par != nil {
+		C.pj_free(h.par)
+		h.par = nil
+	}
 	if h.dec != nil {
 		C.tjDestroy(h.dec)
 		h.dec = nil
@@ -51,22 +62,28 @@ func scaled(dim int, f scalingFactor) int { return (dim*f.num + f.denom - 1) / f
 // pickScale returns the decode size: the smallest DCT-scaled size that still covers the size the
 // image takes when fitted into boxW×boxH, or the full size.
 func pickScale(w, h, boxW, boxH int) (int, int) {
+	f := pickFactor(w, h, boxW, boxH)
+	return scaled(w, f), scaled(h, f)
+}
+
+func pickFactor(w, h, boxW, boxH int) scalingFactor {
+	best := scalingFactor{1, 1}
 	if boxW <= 0 || boxH <= 0 {
-		return w, h
+		return best
 	}
 	r := min(float64(boxW)/float64(w), float64(boxH)/float64(h))
 	if r >= 0.5 { // not much larger than needed: decode at full size
-		return w, h
+		return best
 	}
 	needW, needH := int(float64(w)*r+0.999), int(float64(h)*r+0.999)
 	bw, bh := w, h
 	for _, f := range scalingFactors {
 		sw, sh := scaled(w, f), scaled(h, f)
 		if sw >= needW && sh >= needH && sw*sh < bw*bh {
-			bw, bh = sw, sh
+			best, bw, bh = f, sw, sh
 		}
 	}
-	return bw, bh
+	return best
 }
 
 func (h *jpegHandle) errString(handle C.tjhandle) string {
@@ -74,6 +91,17 @@ func (h *jpegHandle) errString(handle C.tjhandle) string {
 }
 
 func (d *Decoder) decodeJPEG(data []byte, cfg Config, boxW, boxH int) (RGB, error) {
+	f := pickFactor(cfg.Width, cfg.Height, boxW, boxH)
+	if d.Threads >= 2 && len(data) >= parallelMinBytes {
+		if img, ok := d.decodeParallel(data, f, scaled(cfg.Width, f), scaled(cfg.Height, f)); ok {
+			return img, nil
+		}
+	}
+	return d.decodeTurbo(data, cfg, f)
+}
+
+// decodeTurbo decodes with libjpeg-turbo at scale f.
+func (d *Decoder) decodeTurbo(data []byte, cfg Config, f scalingFactor) (RGB, error) {
 	if d.h.dec == nil {
 		if d.h.dec = C.tjInitDecompress(); d.h.dec == nil {
 			return RGB{}, fmt.Errorf("imaging: libjpeg-turbo: cannot create a decompressor")
@@ -84,7 +112,7 @@ func (d *Decoder) decodeJPEG(data []byte, cfg Config, boxW, boxH int) (RGB, erro
 	if C.tjDecompressHeader3(d.h.dec, src, C.ulong(len(data)), &w, &ht, &sub, &cs) != 0 {
 		return RGB{}, fmt.Errorf("%w: jpeg header: %s", ErrCorrupt, d.h.errString(d.h.dec))
 	}
-	sw, sh := pickScale(cfg.Width, cfg.Height, boxW, boxH)
+	sw, sh := scaled(cfg.Width, f), scaled(cfg.Height, f)
 	cmyk := cs == C.TJCS_CMYK || cs == C.TJCS_YCCK
 	pf, bpp := C.int(C.TJPF_RGB), 3
 	if cmyk {
@@ -107,15 +135,89 @@ func (d *Decoder) decodeJPEG(data []byte, cfg Config, boxW, boxH int) (RGB, erro
 	return RGB{Width: sw, Height: sh, Stride: 3 * sw, Pix: buf}, nil
 }
 
+// parallelMinBytes is the smallest JPEG decoded on two threads: below it the second thread's
+// start-up and resynchronisation cost more than they save.
+const parallelMinBytes = 64 << 10
+
+// decodeParallel decodes a large baseline JPEG at a reduced DCT scale on two threads
+// (pjpeg.c), with output identical to libjpeg-turbo's. It reports false, having written
+// nothing the caller keeps, for whatever it does not handle; libjpeg-turbo then decodes the
+// frame (and reports the error if the frame is bad).
+func (d *Decoder) decodeParallel(data []byte, f scalingFactor, w, h int) (RGB, bool) {
+	img, _, ok := d.decodeParallelAt(data, f, w, h, true)
+	return img, ok
+}
+
+// decodeParallelAt is decodeParallel that also returns the MCU where the two decodings met (-1
+// when the first decoded everything). With concurrent false it runs both halves one after the
+// other on this thread, so that they always meet: tests use it to check the joining
+// deterministically.
+func (d *Decoder) decodeParallelAt(data []byte, f scalingFactor, w, h int, concurrent bool) (RGB, int, bool) {
+	if (8*f.num)%f.denom != 0 {
+		return RGB{}, -1, false
+	}
+	if d.h.par == nil {
+		if d.h.par = C.pj_new(); d.h.par == nil {
+			return RGB{}, -1, false
+		}
+	}
+	buf := d.grow(w * h * 3)
+	// pjpeg keeps pointers to data and buf across the calls below.
+	var pin runtime.Pinner
+	pin.Pin(&data[0])
+	pin.Pin(&buf[0])
+	defer pin.Unpin()
+	p := d.h.par
+	if C.pj_prepare(p, (*C.uint8_t)(&data[0]), C.size_t(len(data)), C.int(8*f.num/f.denom),
+		(*C.uint8_t)(&buf[0]), C.int(w), C.int(h)) != C.PJ_OK {
+		return RGB{}, -1, false
+	}
+	if !concurrent {
+		C.pj_spec(p)
+		C.pj_main(p)
+		if C.pj_join(p) != C.PJ_OK {
+			return RGB{}, -1, false
+		}
+		C.pj_output(p, 0, C.pj_rows(p), 0)
+		return RGB{Width: w, Height: h, Stride: 3 * w, Pix: buf}, int(C.pj_met(p)), true
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); C.pj_thread_b(p) }()
+	C.pj_thread_a(p)
+	wg.Wait()
+	if C.pj_finish(p) != C.PJ_OK {
+		return RGB{}, -1, false
+	}
+	return RGB{Width: w, Height: h, Stride: 3 * w, Pix: buf}, int(C.pj_met(p)), true
+}
+
 // EncodeJPEG compresses packed RGB (4:2:0, the given quality) with libjpeg-turbo. With cmyk set
 // it writes an Adobe (inverted) CMYK JPEG instead, which tests use to exercise the CMYK path.
 func (d *Decoder) EncodeJPEG(img RGB, quality int, cmyk bool) ([]byte, error) {
+	if cmyk {
+		return d.encodeJPEG(img, quality, -1)
+	}
+	return d.encodeJPEG(img, quality, samp420)
+}
+
+// Chroma subsamplings for encodeJPEG (libjpeg-turbo's TJSAMP_*).
+const (
+	samp444  = int(C.TJSAMP_444)
+	samp422  = int(C.TJSAMP_422)
+	samp420  = int(C.TJSAMP_420)
+	sampGray = int(C.TJSAMP_GRAY)
+)
+
+// encodeJPEG compresses with the given chroma subsampling, or as CMYK when sub < 0.
+func (d *Decoder) encodeJPEG(img RGB, quality int, subsamp int) ([]byte, error) {
+	cmyk, sub := subsamp < 0, C.int(subsamp)
 	if d.h.enc == nil {
 		if d.h.enc = C.tjInitCompress(); d.h.enc == nil {
 			return nil, fmt.Errorf("imaging: libjpeg-turbo: cannot create a compressor")
 		}
 	}
-	pix, pitch, pf, sub := img.Pix, img.Stride, C.int(C.TJPF_RGB), C.int(C.TJSAMP_420)
+	pix, pitch, pf := img.Pix, img.Stride, C.int(C.TJPF_RGB)
 	if cmyk {
 		pix = make([]byte, 4*img.Width*img.Height)
 		for y := 0; y < img.Height; y++ {
