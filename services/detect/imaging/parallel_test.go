@@ -79,12 +79,13 @@ func TestParallelMatchesLibjpegTurbo(t *testing.T) {
 							want.Pix = bytes.Clone(want.Pix)
 							// One after the other the halves always meet, so the join is checked every
 							// time; then the same on two threads, as the engine runs it.
-							for _, concurrent := range []bool{false, true} {
-								got, met, ok := par.decodeParallelAt(data, f, want.Width, want.Height, concurrent)
+							// Checked or not, frames encoded from 8-bit samples decode exactly alike.
+							for _, mode := range []struct{ concurrent, checked bool }{{false, true}, {true, true}, {false, false}, {true, false}} {
+								got, met, ok := par.decodeParallelAt(data, f, want.Width, want.Height, mode.concurrent, mode.checked)
 								if !ok {
-									t.Fatalf("parallel decoder refused a %d-byte baseline JPEG", len(data))
+									t.Fatalf("%+v: parallel decoder refused a %d-byte baseline JPEG", mode, len(data))
 								}
-								if met < 0 && !concurrent {
+								if met < 0 && !mode.concurrent {
 									t.Errorf("the halves of a %d-byte scan never met", len(data))
 								}
 								if got.Width != want.Width || got.Height != want.Height {
@@ -92,8 +93,8 @@ func TestParallelMatchesLibjpegTurbo(t *testing.T) {
 								}
 								if i := firstDiff(got.Pix, want.Pix); i >= 0 {
 									px := i / 3
-									t.Fatalf("concurrent=%v: pixel (%d, %d) channel %d = %d, libjpeg-turbo %d (halves met at MCU %d)",
-										concurrent, px%want.Width, px/want.Width, i%3, got.Pix[i], want.Pix[i], met)
+									t.Fatalf("%+v: pixel (%d, %d) channel %d = %d, libjpeg-turbo %d (halves met at MCU %d)",
+										mode, px%want.Width, px/want.Width, i%3, got.Pix[i], want.Pix[i], met)
 								}
 							}
 						})
@@ -132,4 +133,54 @@ func BenchmarkDecode1080(b *testing.B) {
 			}
 		})
 	}
+}
+
+// FuzzParallelDecode: whatever the bytes, the two-thread decoder never decodes a frame
+// libjpeg-turbo calls bad, nothing panics or overruns, and in checked mode what it accepts is
+// exactly libjpeg-turbo's output; unchecked (as the engine runs it), a frame checked mode also
+// accepts decodes to the same bytes. Both the deterministic (one thread after the other) and the
+// concurrent runs are checked.
+func FuzzParallelDecode(f *testing.F) {
+	small := sharedFrame(f, "dog.jpg", 96, 64)
+	for _, sub := range []int{samp420, samp444, sampGray, samp422} {
+		f.Add(encodeWith(f, small, 75, sub))
+	}
+	odd := sharedFrame(f, "horses.jpg", 45, 29)
+	f.Add(encodeWith(f, odd, 95, samp420))
+	f.Add(encodeWith(f, odd, 20, samp444))
+
+	lim := Limits{MaxPixels: 1 << 20, MaxBytes: 1 << 20}
+	var par, ref Decoder
+	par.Threads = 2
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := DecodeConfig(data, lim)
+		if err != nil || cfg.Format != JPEG {
+			return
+		}
+		for _, s := range []int{1, 2, 4} {
+			sf := scalingFactor{s, 8}
+			w, h := scaled(cfg.Width, sf), scaled(cfg.Height, sf)
+			want, wantErr := ref.decodeTurbo(data, cfg, sf)
+			for _, concurrent := range []bool{false, true} {
+				checked, _, okChecked := par.decodeParallelAt(data, sf, w, h, concurrent, true)
+				checked.Pix = bytes.Clone(checked.Pix)
+				got, _, ok := par.decodeParallelAt(data, sf, w, h, concurrent, false)
+				if (ok || okChecked) && wantErr != nil {
+					t.Fatalf("scale %d/8: decoded a frame libjpeg-turbo refuses (%v)", s, wantErr)
+				}
+				if okChecked && !ok {
+					t.Fatalf("scale %d/8 concurrent=%v: unchecked refused what checked accepted", s, concurrent)
+				}
+				if !okChecked {
+					continue
+				}
+				if i := firstDiff(checked.Pix, want.Pix); i >= 0 {
+					t.Fatalf("scale %d/8 concurrent=%v: byte %d = %d, libjpeg-turbo %d", s, concurrent, i, checked.Pix[i], want.Pix[i])
+				}
+				if i := firstDiff(got.Pix, want.Pix); i >= 0 {
+					t.Fatalf("scale %d/8 concurrent=%v unchecked: byte %d = %d, libjpeg-turbo %d", s, concurrent, i, got.Pix[i], want.Pix[i])
+				}
+			}
+		}
+	})
 }

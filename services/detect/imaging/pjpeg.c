@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <time.h>
 
@@ -47,6 +48,8 @@
 #endif
 
 #define FAST_BITS 10
+#define SPAN_FINE 64
+#define SPAN_CHUNK 16
 #define EOB_RUN 100 // fastac's run for end-of-block: takes k past 63+15
 
 typedef struct {
@@ -72,7 +75,62 @@ typedef struct {
 	uint8_t i1[64], i2[64];
 	int64_t w1[64], w2[64];
 	int size;
+	uint32_t lim[64]; // largest |coefficient| whose dequantised value fits 16 bits
 } plan;
+
+// span is what one thread saw of one component's values, to check that they stayed where
+// libjpeg-turbo's SIMD inverse DCTs (16-bit lanes: dequantised coefficients wrap, pass-1
+// outputs saturate at ±32767, final samples saturate to 0..255) agree with the C arithmetic
+// reproduced here (no wrap, int results, a 10-bit wrapping range limit). Real frames stay far
+// inside; damaged or crafted ones that do not go to libjpeg-turbo (check_span). For the
+// thread that decodes from the middle, the DC-dependent values are off by its DC correction,
+// which is why they are kept as ranges.
+typedef struct {
+	int32_t dc_lo, dc_hi;   // DC coefficients (16-bit, as libjpeg keeps them)
+	int32_t ws0_lo, ws0_hi; // pass-1 outputs of column 0, which carry the DC
+	int32_t ws_abs;         // largest |pass-1 output| of the other columns
+	int64_t p_lo, p_hi;     // final sums (see finish1)
+	int32_t ac_over;        // nonzero once an AC coefficient's dequantised value exceeded 16 bits
+} span;
+
+static void span_reset(span *r) {
+	r->dc_lo = r->ws0_lo = INT32_MAX;
+	r->dc_hi = r->ws0_hi = INT32_MIN;
+	r->p_lo = INT64_MAX;
+	r->p_hi = INT64_MIN;
+	r->ws_abs = r->ac_over = 0;
+}
+
+static inline int32_t min32(int32_t a, int32_t b) { return a < b ? a : b; }
+static inline int32_t max32(int32_t a, int32_t b) { return a > b ? a : b; }
+static inline int32_t abs32(int32_t a) { return a < 0 ? (int32_t)(-(uint32_t)a) : a; } // INT32_MIN stays "large"
+
+static void span_merge(span *into, const span *r) {
+	into->dc_lo = min32(into->dc_lo, r->dc_lo);
+	into->dc_hi = max32(into->dc_hi, r->dc_hi);
+	into->ws0_lo = min32(into->ws0_lo, r->ws0_lo);
+	into->ws0_hi = max32(into->ws0_hi, r->ws0_hi);
+	into->ws_abs |= r->ws_abs;
+	into->p_lo = r->p_lo < into->p_lo ? r->p_lo : into->p_lo;
+	into->p_hi = r->p_hi > into->p_hi ? r->p_hi : into->p_hi;
+	into->ac_over |= r->ac_over;
+}
+
+// span_ok reports whether a component's values, with its DC coefficients moved by d (and so
+// its column-0 pass-1 outputs by 4·d·q0 and its final sums by d·q0), stayed in the domain where
+// libjpeg-turbo's SIMD and C inverse DCTs agree.
+static int span_ok(const span *r, int32_t d, int32_t q0) {
+	if (r->dc_lo > r->dc_hi) // no blocks
+		return 1;
+	if (r->ac_over || (uint32_t)r->ws_abs > 32767)
+		return 0;
+	int64_t lo = (int64_t)r->dc_lo + d, hi = (int64_t)r->dc_hi + d, dq = (int64_t)d * q0;
+	if (lo < -32768 || hi > 32767 || (-lo > hi ? -lo : hi) * q0 > 32767)
+		return 0;
+	if (r->ws0_lo + 4 * dq < -32768 || r->ws0_hi + 4 * dq > 32767)
+		return 0;
+	return r->p_lo + dq >= -4100 && r->p_hi + dq <= 4091; // final samples in -512..511
+}
 
 // bitr reads the entropy-coded segment MSB first, removing stuffed zero bytes. pos counts the
 // unstuffed bits loaded (real and zero fill); real counts only the bits that came from data.
@@ -84,6 +142,8 @@ typedef struct {
 	uint64_t pos, real;
 	int marker;
 } bitr;
+
+static int64_t now_ns(void);
 
 struct pj {
 	// the frame
@@ -115,9 +175,17 @@ struct pj {
 	uint64_t b_err;            // 1 + start of pj_spec's last failed MCU, 0 if none
 	uint16_t *rows[2];         // pj_output's scratch rows, one per thread
 	size_t rowcap;
+	// value spans (see span): pj_main's, and pj_spec's per MCU for its first SPAN_FINE MCUs
+	// (where it may still be out of step: those before the meeting point must not count) and
+	// per SPAN_CHUNK MCUs after
+	int checked;
+	span asp[3];
+	span *bsp;
+	size_t bspcap;
 	// where pj_spec starts, as a fraction of the scan, adapted frame by frame (pj_join)
 	double split;
 	int64_t a_ns, b_ns, a_wait; // busy time of each thread, pj_main's wait for pj_spec
+	int64_t t_prep, b_late;     // when pj_prepare returned, how much later pj_thread_b started
 };
 
 // pj_main's outcome, published to pj_spec's thread.
@@ -150,6 +218,8 @@ static void make_plan(plan *p, int size, const int32_t *q) {
 	memset(p->i1, NSUMS(size), sizeof p->i1);
 	memset(p->i2, NSUMS(size), sizeof p->i2);
 	p->size = size;
+	for (int k = 0; k < 64; k++)
+		p->lim[k] = q[zz[k]] ? 32767 / (uint32_t)q[zz[k]] : 32767;
 	for (int k = 0; k < 64; k++) {
 		int nat = zz[k], r = nat >> 3, c = nat & 7;
 		int64_t qq = q[nat];
@@ -185,23 +255,42 @@ static void make_plan(plan *p, int size, const int32_t *q) {
 
 static inline void finish1(const int64_t *acc, uint16_t *dst) { dst[0] = (uint16_t)acc[0]; }
 
-static inline void finish2(const int64_t *acc, uint16_t *dst, int stride) {
+static inline void track_p(span *sp, int64_t p) {
+	sp->p_lo = p < sp->p_lo ? p : sp->p_lo;
+	sp->p_hi = p > sp->p_hi ? p : sp->p_hi;
+}
+
+static inline __attribute__((always_inline)) void finish2(const int64_t *acc, uint16_t *dst, int stride, span *sp, const int chk) {
 	int32_t ws[2][5];
+	int32_t wabs = 0;
 	for (int ci = 0; ci < 5; ci++) {
 		ws[0][ci] = (int32_t)DESCALE(acc[ci] + acc[5 + ci], CONST_BITS - PASS1_BITS + 2);
 		ws[1][ci] = (int32_t)DESCALE(acc[ci] - acc[5 + ci], CONST_BITS - PASS1_BITS + 2);
+		if (chk && ci)
+			wabs |= abs32(ws[0][ci]) | abs32(ws[1][ci]);
+	}
+	if (chk) {
+		sp->ws_abs |= wabs;
+		sp->ws0_lo = min32(sp->ws0_lo, min32(ws[0][0], ws[1][0]));
+		sp->ws0_hi = max32(sp->ws0_hi, max32(ws[0][0], ws[1][0]));
 	}
 	for (int r = 0; r < 2; r++) {
 		const int32_t *w = ws[r];
 		int64_t t10 = (int64_t)w[0] * (1 << (CONST_BITS + 2));
 		int64_t t0 = (int64_t)w[4] * -5906 + (int64_t)w[3] * 6967 + (int64_t)w[2] * -10426 + (int64_t)w[1] * 29692;
-		dst[r * stride] = (uint16_t)((t10 + t0) >> 17);
-		dst[r * stride + 1] = (uint16_t)((t10 - t0) >> 17);
+		int64_t p0 = (t10 + t0) >> 17, p1 = (t10 - t0) >> 17;
+		if (chk) {
+			track_p(sp, p0);
+			track_p(sp, p1);
+		}
+		dst[r * stride] = (uint16_t)p0;
+		dst[r * stride + 1] = (uint16_t)p1;
 	}
 }
 
-static inline void finish4(const int64_t *acc, uint16_t *dst, int stride) {
+static inline __attribute__((always_inline)) void finish4(const int64_t *acc, uint16_t *dst, int stride, span *sp, const int chk) {
 	int32_t ws[4][7];
+	int32_t wabs = 0;
 	for (int ci = 0; ci < 7; ci++) {
 		int64_t t10 = acc[ci] + acc[7 + ci], t12 = acc[ci] - acc[7 + ci];
 		int64_t oa = acc[14 + ci], ob = acc[21 + ci];
@@ -209,6 +298,13 @@ static inline void finish4(const int64_t *acc, uint16_t *dst, int stride) {
 		ws[3][ci] = (int32_t)DESCALE(t10 - ob, CONST_BITS - PASS1_BITS + 1);
 		ws[1][ci] = (int32_t)DESCALE(t12 + oa, CONST_BITS - PASS1_BITS + 1);
 		ws[2][ci] = (int32_t)DESCALE(t12 - oa, CONST_BITS - PASS1_BITS + 1);
+		if (chk && ci)
+			wabs |= abs32(ws[0][ci]) | abs32(ws[1][ci]) | abs32(ws[2][ci]) | abs32(ws[3][ci]);
+	}
+	if (chk) {
+		sp->ws_abs |= wabs;
+		sp->ws0_lo = min32(sp->ws0_lo, min32(min32(ws[0][0], ws[1][0]), min32(ws[2][0], ws[3][0])));
+		sp->ws0_hi = max32(sp->ws0_hi, max32(max32(ws[0][0], ws[1][0]), max32(ws[2][0], ws[3][0])));
 	}
 	for (int r = 0; r < 4; r++) {
 		const int32_t *w = ws[r]; // columns 0 1 2 3 5 6 7
@@ -219,10 +315,17 @@ static inline void finish4(const int64_t *acc, uint16_t *dst, int stride) {
 		int64_t z1 = w[6], z2 = w[4], z3 = w[3], z4 = w[1];
 		int64_t a = z1 * -1730 + z2 * 11893 + z3 * -17799 + z4 * 8697;
 		int64_t b = z1 * -4176 + z2 * -4926 + z3 * 7373 + z4 * 20995;
-		o[0] = (uint16_t)((t10 + b) >> 16);
-		o[3] = (uint16_t)((t10 - b) >> 16);
-		o[1] = (uint16_t)((t12 + a) >> 16);
-		o[2] = (uint16_t)((t12 - a) >> 16);
+		int64_t p0 = (t10 + b) >> 16, p3 = (t10 - b) >> 16, p1 = (t12 + a) >> 16, p2 = (t12 - a) >> 16;
+		if (chk) {
+			track_p(sp, p0);
+			track_p(sp, p1);
+			track_p(sp, p2);
+			track_p(sp, p3);
+		}
+		o[0] = (uint16_t)p0;
+		o[3] = (uint16_t)p3;
+		o[1] = (uint16_t)p1;
+		o[2] = (uint16_t)p2;
 	}
 }
 
@@ -241,6 +344,7 @@ void pj_free(pj *d) {
 	free(d->recs);
 	free(d->rows[0]);
 	free(d->rows[1]);
+	free(d->bsp);
 	free(d);
 }
 
@@ -254,7 +358,8 @@ static int build_huff(huff *h, const uint8_t bits[17], const uint8_t *vals, int 
 	for (int l = 1; l <= 16; l++) {
 		h->valoff[l] = k - code;
 		for (int i = 0; i < bits[l]; i++, k++, code++) {
-			if (isdc && vals[k] > 15)
+			// libjpeg refuses a table whose codes overflow their length or use the all-ones code
+			if (code >= (1 << l) - 1 || (isdc && vals[k] > 15))
 				return -1;
 			if (l <= FAST_BITS) {
 				int sh = FAST_BITS - l;
@@ -263,8 +368,6 @@ static int build_huff(huff *h, const uint8_t bits[17], const uint8_t *vals, int 
 			}
 		}
 		h->maxcode[l] = bits[l] ? code - 1 : -1;
-		if (bits[l] && code >= (1 << l)) // libjpeg refuses a table that uses the all-ones code
-			return -1;
 		code <<= 1;
 	}
 	h->maxcode[17] = 0x7fffffff;
@@ -321,10 +424,13 @@ static int parse(pj *d, const uint8_t *data, size_t len) {
 			d->H = u16(s + 1);
 			d->W = u16(s + 3);
 			d->ncomp = s[5];
-			if (d->W == 0 || d->H == 0 || (d->ncomp != 1 && d->ncomp != 3) || se - s < 6 + 3 * d->ncomp)
+			if (d->W == 0 || d->H == 0 || (d->ncomp != 1 && d->ncomp != 3) || se - s != 6 + 3 * d->ncomp)
 				return PJ_UNSUPPORTED;
 			for (int c = 0; c < d->ncomp; c++) {
 				ids[c] = s[6 + 3 * c];
+				for (int e = 0; e < c; e++)
+					if (ids[e] == ids[c]) // duplicate component ids
+						return PJ_UNSUPPORTED;
 				d->ch[c] = s[7 + 3 * c] >> 4;
 				d->cv[c] = s[7 + 3 * c] & 15;
 				d->cq[c] = s[8 + 3 * c];
@@ -361,12 +467,15 @@ static int parse(pj *d, const uint8_t *data, size_t len) {
 			}
 			break;
 		case 0xDD:
-			if (se - s < 2 || u16(s) != 0) // restart intervals: libjpeg-turbo's job
+			if (se - s != 2 || u16(s) != 0) // restart intervals: libjpeg-turbo's job
 				return PJ_UNSUPPORTED;
 			break;
-		case 0xE0:
-			if (se - s >= 5 && !memcmp(s, "JFIF\0", 5))
+		case 0xE0: // as libjpeg reads APP0: JFIF only with 14 bytes, and warns of a major version not 1
+			if (se - s >= 14 && !memcmp(s, "JFIF\0", 5)) {
+				if (s[5] != 1)
+					return PJ_UNSUPPORTED;
 				jfif = 1;
+			}
 			break;
 		case 0xEE:
 			if (se - s >= 12 && !memcmp(s, "Adobe", 5))
@@ -376,15 +485,17 @@ static int parse(pj *d, const uint8_t *data, size_t len) {
 			if (!sof || se - s < 1)
 				return PJ_UNSUPPORTED;
 			int ns = s[0];
-			if (ns != d->ncomp || se - s < 1 + 2 * ns + 3)
+			if (ns != d->ncomp || se - s != 1 + 2 * ns + 3) // libjpeg wants these lengths exactly
 				return PJ_UNSUPPORTED;
 			d->nblk = 0;
+			int seen = 0;
 			for (int k = 0; k < ns; k++) {
 				int c = 0;
 				while (c < d->ncomp && ids[c] != s[1 + 2 * k])
 					c++;
-				if (c == d->ncomp)
+				if (c == d->ncomp || seen & (1 << c))
 					return PJ_UNSUPPORTED;
+				seen |= 1 << c;
 				d->cdc[c] = s[2 + 2 * k] >> 4;
 				d->cac[c] = s[2 + 2 * k] & 15;
 				if (d->cdc[c] > 3 || d->cac[c] > 3 || !d->dc[d->cdc[c]].present ||
@@ -404,9 +515,11 @@ static int parse(pj *d, const uint8_t *data, size_t len) {
 			const uint8_t *t = s + 1 + 2 * ns;
 			if (t[0] != 0 || t[1] != 63 || t[2] != 0) // spectral selection / successive approx.
 				return PJ_UNSUPPORTED;
-			if (d->ncomp == 3) {
-				if (adobe == 0 || (!jfif && adobe < 0 && ids[0] == 'R' && ids[1] == 'G' && ids[2] == 'B'))
-					return PJ_UNSUPPORTED; // RGB-coded
+			// libjpeg's colour space for 3 components: JFIF means YCbCr, else Adobe's transform
+			// (1: YCbCr, 0: RGB, others: a warning), else component ids 'R' 'G' 'B' mean RGB.
+			if (d->ncomp == 3 && !jfif) {
+				if (adobe >= 0 ? adobe != 1 : ids[0] == 'R' && ids[1] == 'G' && ids[2] == 'B')
+					return PJ_UNSUPPORTED;
 			}
 			d->scan = se;
 			d->end = data + len;
@@ -433,7 +546,8 @@ static int grow(void **p, size_t *cap, size_t want, size_t elem) {
 	return *p ? 0 : -1;
 }
 
-int pj_prepare(pj *d, const uint8_t *data, size_t len, int scale, uint8_t *out, int outW, int outH) {
+int pj_prepare(pj *d, const uint8_t *data, size_t len, int scale, uint8_t *out, int outW, int outH, int checked) {
+	d->checked = checked;
 	if (scale != 1 && scale != 2 && scale != 4)
 		return PJ_UNSUPPORTED;
 	int r = parse(d, data, len);
@@ -484,6 +598,11 @@ int pj_prepare(pj *d, const uint8_t *data, size_t len, int scale, uint8_t *out, 
 	}
 	if (grow((void **)&d->recs, &d->reccap, d->total + 4096, sizeof(rec)))
 		return PJ_NOMEM;
+	size_t nspans = 3 * (SPAN_FINE + (d->reccap + SPAN_CHUNK - 1) / SPAN_CHUNK);
+	if (grow((void **)&d->bsp, &d->bspcap, nspans, sizeof(span)))
+		return PJ_NOMEM;
+	for (int c = 0; c < 3; c++)
+		span_reset(&d->asp[c]);
 	size_t rowlen = (size_t)3 * d->mcusX * d->mw;
 	if (d->rowcap < rowlen) {
 		free(d->rows[0]);
@@ -510,7 +629,8 @@ int pj_prepare(pj *d, const uint8_t *data, size_t len, int scale, uint8_t *out, 
 	atomic_store(&d->b_done, 0);
 	atomic_store(&d->a_state, A_RUNNING);
 	d->b_end_ok = d->b_ok = 0;
-	d->a_ns = d->b_ns = d->a_wait = 0;
+	d->a_ns = d->b_ns = d->a_wait = d->b_late = 0;
+	d->t_prep = now_ns();
 	d->sync_k = d->sync_j = -1;
 	d->b_err = 0;
 	return PJ_OK;
@@ -593,7 +713,8 @@ static inline int extend(bitr *b, int s) {
 // position past 63 (libjpeg keeps the last such value at 63; sums cannot) is refused. size is
 // a constant in each caller, so each IDCT size gets its own copy.
 static inline __attribute__((always_inline)) int block(bitr *b, const huff *dc, const huff *ac, uint32_t *pred,
-                                                       const plan *pl, uint16_t *dst, int stride, const int size) {
+                                                       const plan *pl, uint16_t *dst, int stride, const int size,
+                                                       span *sp, const int chk) {
 	int64_t acc[NSUMS(4) + 1];
 	memset(acc, 0, (NSUMS(size) + 1) * sizeof acc[0]);
 	if (b->n < 32)
@@ -605,6 +726,11 @@ static inline __attribute__((always_inline)) int block(bitr *b, const huff *dc, 
 		*pred += (uint32_t)extend(b, s);
 	int64_t v = (int16_t)*pred; // libjpeg keeps the DC coefficient as a 16-bit JCOEF
 	acc[pl->i1[0]] += v * pl->w1[0];
+	if (chk && size > 1) {
+		sp->dc_lo = min32(sp->dc_lo, (int32_t)v);
+		sp->dc_hi = max32(sp->dc_hi, (int32_t)v);
+	}
+	uint32_t over = 0;
 	for (int k = 1; k < 64;) {
 		if (b->n < 32)
 			refill(b);
@@ -634,36 +760,43 @@ static inline __attribute__((always_inline)) int block(bitr *b, const huff *dc, 
 			return -1;
 		}
 		if (size > 1) {
+			if (chk)
+				over |= (uint32_t)(v + pl->lim[k]) > 2 * pl->lim[k];
 			acc[pl->i1[k]] += v * pl->w1[k];
 			if (size == 4)
 				acc[pl->i2[k]] += v * pl->w2[k];
 		}
 		k++;
 	}
-	if (size == 1)
+	if (size == 1) {
 		finish1(acc, dst);
-	else if (size == 2)
-		finish2(acc, dst, stride);
-	else
-		finish4(acc, dst, stride);
+	} else {
+		if (chk)
+			sp->ac_over |= over;
+		if (size == 2)
+			finish2(acc, dst, stride, sp, chk);
+		else
+			finish4(acc, dst, stride, sp, chk);
+	}
 	return 0;
 }
 
 // mcu decodes one MCU into its samples at dst.
-static inline __attribute__((always_inline)) int mcu(pj *d, bitr *b, uint32_t *pred, uint16_t *dst) {
+static inline __attribute__((always_inline)) int mcu(pj *d, bitr *b, uint32_t *pred, uint16_t *dst, span *sp,
+                                                     const int chk) {
 	for (int i = 0; i < d->nblk; i++) {
 		int c = d->bcomp[i], r;
 		const huff *dc = &d->dc[d->cdc[c]], *ac = &d->ac[d->cac[c]];
 		const plan *pl = &d->plans[c];
 		switch (pl->size) {
 		case 1:
-			r = block(b, dc, ac, &pred[c], pl, dst + d->boff[i], d->mw, 1);
+			r = block(b, dc, ac, &pred[c], pl, dst + d->boff[i], d->mw, 1, &sp[c], chk);
 			break;
 		case 2:
-			r = block(b, dc, ac, &pred[c], pl, dst + d->boff[i], d->mw, 2);
+			r = block(b, dc, ac, &pred[c], pl, dst + d->boff[i], d->mw, 2, &sp[c], chk);
 			break;
 		default:
-			r = block(b, dc, ac, &pred[c], pl, dst + d->boff[i], d->mw, 4);
+			r = block(b, dc, ac, &pred[c], pl, dst + d->boff[i], d->mw, 4, &sp[c], chk);
 		}
 		if (r)
 			return -1;
@@ -746,7 +879,8 @@ BITS_CLONES void pj_main(pj *d) {
 				return;
 			}
 		}
-		if (mcu(d, &b, pred, d->pa + (size_t)k * d->nsamp))
+		if (d->checked ? mcu(d, &b, pred, d->pa + (size_t)k * d->nsamp, d->asp, 1)
+		               : mcu(d, &b, pred, d->pa + (size_t)k * d->nsamp, d->asp, 0))
 			goto bad;
 		if (bitpos(&b) > b.real) // ran into the zero fill: the data ends early
 			goto bad;
@@ -774,7 +908,26 @@ BITS_CLONES void pj_spec(pj *d) {
 		rec *r = &d->recs[n];
 		r->pos = bitpos(&b);
 		memcpy(r->pred, pred, sizeof pred);
-		int bad = mcu(d, &b, pred, d->pb + (size_t)n * d->nsamp);
+		span *sp = d->bsp;
+		if (!d->checked) {
+		} else if (n < SPAN_FINE) {
+			sp = d->bsp + 3 * n;
+			span_reset(&sp[0]), span_reset(&sp[1]), span_reset(&sp[2]);
+		} else {
+			sp = d->bsp + 3 * (SPAN_FINE + (n - SPAN_FINE) / SPAN_CHUNK);
+			if ((n - SPAN_FINE) % SPAN_CHUNK == 0) // a new chunk
+				span_reset(&sp[0]), span_reset(&sp[1]), span_reset(&sp[2]);
+		}
+		span saved[3]; // a chunk's spans before this MCU: a dropped MCU must not count
+		int bad;
+		if (d->checked) {
+			memcpy(saved, sp, sizeof saved);
+			bad = mcu(d, &b, pred, d->pb + (size_t)n * d->nsamp, sp, 1);
+			if (bad || bitpos(&b) > b.real)
+				memcpy(sp, saved, sizeof saved);
+		} else {
+			bad = mcu(d, &b, pred, d->pb + (size_t)n * d->nsamp, sp, 0);
+		}
 		if (bitpos(&b) > b.real)
 			break;
 		if (bad) { // not in step (yet): drop the MCU, move on a bit
@@ -796,10 +949,37 @@ int pj_met(pj *d) { return d->sync_k; }
 
 int pj_rows(pj *d) { return d->mcusY; }
 
+// spans_ok checks pj_main's values and, if met, pj_spec's from the meeting point on.
+static int spans_ok(pj *d, int met) {
+	if (!d->checked)
+		return 1;
+	for (int c = 0; c < d->ncomp; c++) {
+		if (d->plans[c].size == 1) // libjpeg-turbo's 1x1 inverse DCT is plain C
+			continue;
+		int32_t q0 = d->q[d->cq[c]][0];
+		if (!span_ok(&d->asp[c], 0, q0))
+			return 0;
+		if (!met)
+			continue;
+		span b;
+		span_reset(&b);
+		int32_t n = atomic_load(&d->nrec);
+		for (int32_t j = d->sync_j; j < n && j < SPAN_FINE; j++)
+			span_merge(&b, &d->bsp[3 * j + c]);
+		for (int32_t j = d->sync_j < SPAN_FINE ? SPAN_FINE : d->sync_j; j < n; j = (j - SPAN_FINE) / SPAN_CHUNK * SPAN_CHUNK + SPAN_FINE + SPAN_CHUNK)
+			span_merge(&b, &d->bsp[3 * (SPAN_FINE + (j - SPAN_FINE) / SPAN_CHUNK) + c]);
+		// pj_spec's DC coefficients are its own 16-bit values; the true ones are d more
+		int32_t dd = (int16_t)(uint16_t)(d->a_pred[c] - d->recs[d->sync_j].pred[c]);
+		if (!span_ok(&b, dd, q0))
+			return 0;
+	}
+	return 1;
+}
+
 int pj_join(pj *d) {
 	int st = atomic_load_explicit(&d->a_state, memory_order_acquire);
 	if (st == A_ALONE)
-		return PJ_OK;
+		return spans_ok(d, 0) ? PJ_OK : PJ_UNSUPPORTED;
 	if (st != A_MET)
 		return PJ_UNSUPPORTED;
 	int32_t n = atomic_load(&d->nrec);
@@ -809,6 +989,8 @@ int pj_join(pj *d) {
 		return PJ_UNSUPPORTED;
 	for (int c = 0; c < d->ncomp; c++)
 		d->dq[c] = (d->a_pred[c] - d->recs[d->sync_j].pred[c]) * (uint32_t)d->q[d->cq[c]][0];
+	if (!spans_ok(d, 1))
+		return PJ_UNSUPPORTED;
 	return PJ_OK;
 }
 
@@ -890,6 +1072,7 @@ void pj_thread_a(pj *d) {
 
 void pj_thread_b(pj *d) {
 	int64_t t0 = now_ns();
+	d->b_late = t0 - d->t_prep;
 	pj_spec(d);
 	int64_t t1 = now_ns();
 	int st;
@@ -910,7 +1093,7 @@ void pj_thread_b(pj *d) {
 int pj_finish(pj *d) {
 	switch (atomic_load(&d->a_state)) {
 	case A_ALONE:
-		return PJ_OK;
+		return spans_ok(d, 0) ? PJ_OK : PJ_UNSUPPORTED;
 	case A_MET:
 		if (!d->b_ok)
 			return PJ_UNSUPPORTED;
@@ -918,11 +1101,13 @@ int pj_finish(pj *d) {
 	default:
 		return PJ_UNSUPPORTED;
 	}
-	// Balance the next frame: with each thread's speed over its part of this one, the split
-	// that would have made them finish together, half-way from the current one.
+	// Balance the next frame: with each thread's speed over its part of this one and the other
+	// thread's late start, the split that would have had pj_thread_b finish 30 µs before
+	// pj_thread_a (whose caller then finds it done instead of sleeping until it is); half-way
+	// from the current one.
 	if (d->a_ns > 0 && d->b_ns > 0) {
-		double f = d->split, ta = (double)d->a_ns, tb = (double)d->b_ns;
-		double best = f * tb / (f * tb + (1 - f) * ta);
+		double f = d->split, ca = (double)d->a_ns / f, cb = (double)d->b_ns / (1 - f);
+		double best = (cb + (double)d->b_late + 30e3) / (ca + cb);
 		f = (f + best) / 2;
 		d->split = f < 0.25 ? 0.25 : f > 0.75 ? 0.75 : f;
 	}

@@ -24,7 +24,14 @@ void pj_free(pj *d);
 // (outW*outH*3 bytes, packed RGB). It returns PJ_UNSUPPORTED for anything but a
 // single-scan baseline Huffman JPEG with 8-bit samples, 1 component or 3 YCbCr components
 // sampled 4:4:4 or 4:2:0 (4:2:0 at scale 1 or 2), no restart markers.
-int pj_prepare(pj *d, const uint8_t *data, size_t len, int scale, uint8_t *out, int outW, int outH);
+//
+// The arithmetic is libjpeg's C code's. libjpeg-turbo's SIMD inverse DCTs agree with it while
+// dequantised coefficients, intermediate and final values stay in their 16-bit lanes, as every
+// frame encoded from 8-bit samples does; a damaged or crafted frame can leave them, and such
+// pixels then come out as libjpeg-turbo's C build gives them, not its SIMD build. With checked
+// set, the decode also tracks those ranges and refuses (PJ_UNSUPPORTED) a frame that left them,
+// so that what it accepts is byte for byte libjpeg-turbo's SIMD output; tests use it.
+int pj_prepare(pj *d, const uint8_t *data, size_t len, int scale, uint8_t *out, int outW, int outH, int checked);
 
 // pj_thread_a and pj_thread_b, run at the same time on two threads, decode the frame into out;
 // pj_finish then returns PJ_OK, or PJ_UNSUPPORTED when the data must go through libjpeg-turbo

@@ -90,6 +90,18 @@ func (h *jpegHandle) errString(handle C.tjhandle) string {
 	return C.GoString(C.tjGetErrorStr2(handle))
 }
 
+// failed returns the decompressor's error and drops the decompressor. libjpeg-turbo 2.1's
+// tjDecompressHeader3 returns from an error without aborting the decompression, and the next
+// frame's header is then parsed from the middle of the old one's state: a good frame refused as
+// "Bogus Huffman table definition" after a bad one (found by FuzzParallelDecode). A new handle
+// per failure costs nothing on good frames.
+func (h *jpegHandle) failed() string {
+	msg := h.errString(h.dec)
+	C.tjDestroy(h.dec)
+	h.dec = nil
+	return msg
+}
+
 func (d *Decoder) decodeJPEG(data []byte, cfg Config, boxW, boxH int) (RGB, error) {
 	f := pickFactor(cfg.Width, cfg.Height, boxW, boxH)
 	if d.Threads >= 2 && len(data) >= parallelMinBytes {
@@ -110,7 +122,7 @@ func (d *Decoder) decodeTurbo(data []byte, cfg Config, f scalingFactor) (RGB, er
 	var w, ht, sub, cs C.int
 	src := (*C.uchar)(unsafe.Pointer(&data[0]))
 	if C.tjDecompressHeader3(d.h.dec, src, C.ulong(len(data)), &w, &ht, &sub, &cs) != 0 {
-		return RGB{}, fmt.Errorf("%w: jpeg header: %s", ErrCorrupt, d.h.errString(d.h.dec))
+		return RGB{}, fmt.Errorf("%w: jpeg header: %s", ErrCorrupt, d.h.failed())
 	}
 	sw, sh := scaled(cfg.Width, f), scaled(cfg.Height, f)
 	cmyk := cs == C.TJCS_CMYK || cs == C.TJCS_YCCK
@@ -123,7 +135,7 @@ func (d *Decoder) decodeTurbo(data []byte, cfg Config, f scalingFactor) (RGB, er
 	flags := C.int(C.TJFLAG_STOPONWARNING)
 	if C.tjDecompress2(d.h.dec, src, C.ulong(len(data)), (*C.uchar)(unsafe.Pointer(&buf[0])),
 		C.int(sw), C.int(sw*bpp), C.int(sh), pf, flags) != 0 {
-		return RGB{}, fmt.Errorf("%w: jpeg: %s", ErrCorrupt, d.h.errString(d.h.dec))
+		return RGB{}, fmt.Errorf("%w: jpeg: %s", ErrCorrupt, d.h.failed())
 	}
 	if cmyk { // libjpeg returns Adobe's inverted CMYK as stored: R = C·K/255
 		for i, j := 0, 0; i < len(buf); i, j = i+4, j+3 {
@@ -144,15 +156,16 @@ const parallelMinBytes = 64 << 10
 // nothing the caller keeps, for whatever it does not handle; libjpeg-turbo then decodes the
 // frame (and reports the error if the frame is bad).
 func (d *Decoder) decodeParallel(data []byte, f scalingFactor, w, h int) (RGB, bool) {
-	img, _, ok := d.decodeParallelAt(data, f, w, h, true)
+	img, _, ok := d.decodeParallelAt(data, f, w, h, true, false)
 	return img, ok
 }
 
 // decodeParallelAt is decodeParallel that also returns the MCU where the two decodings met (-1
-// when the first decoded everything). With concurrent false it runs both halves one after the
-// other on this thread, so that they always meet: tests use it to check the joining
-// deterministically.
-func (d *Decoder) decodeParallelAt(data []byte, f scalingFactor, w, h int, concurrent bool) (RGB, int, bool) {
+// when the first decoded everything), for tests. With concurrent false it runs both halves one
+// after the other on this thread, so that they always meet and the joining is checked
+// deterministically. With checked set it refuses frames whose values leave the range where
+// libjpeg-turbo's SIMD and C arithmetic agree (see pj_prepare).
+func (d *Decoder) decodeParallelAt(data []byte, f scalingFactor, w, h int, concurrent, checked bool) (RGB, int, bool) {
 	if (8*f.num)%f.denom != 0 {
 		return RGB{}, -1, false
 	}
@@ -169,7 +182,7 @@ func (d *Decoder) decodeParallelAt(data []byte, f scalingFactor, w, h int, concu
 	defer pin.Unpin()
 	p := d.h.par
 	if C.pj_prepare(p, (*C.uint8_t)(&data[0]), C.size_t(len(data)), C.int(8*f.num/f.denom),
-		(*C.uint8_t)(&buf[0]), C.int(w), C.int(h)) != C.PJ_OK {
+		(*C.uint8_t)(&buf[0]), C.int(w), C.int(h), C.int(b2i(checked))) != C.PJ_OK {
 		return RGB{}, -1, false
 	}
 	if !concurrent {
@@ -243,4 +256,11 @@ func (d *Decoder) encodeJPEG(img RGB, quality int, subsamp int) ([]byte, error) 
 	}
 	defer C.tjFree(out)
 	return C.GoBytes(unsafe.Pointer(out), C.int(size)), nil
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
