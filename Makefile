@@ -90,8 +90,9 @@ bench: ## engine benchmarks (see docs/benchmarks.md)
 	  ./services/detect/engine/ | tee .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
 
-fuzz: ## fuzz decode + preprocess (FUZZTIME, default 5m)
+fuzz: ## fuzz decode + preprocess, and the two-thread JPEG decoder against libjpeg-turbo (FUZZTIME each, default 5m)
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime $${FUZZTIME:-5m} ./services/detect/engine/
+	$(GO) test -run '^$$' -fuzz FuzzParallelDecode -fuzztime $${FUZZTIME:-5m} ./services/detect/imaging/
 
 clean: ## remove binaries and the local stack's state (keeps downloaded/built components)
 	-@$(STACK) down

@@ -4,6 +4,7 @@ package imaging
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"testing"
@@ -183,4 +184,28 @@ func FuzzParallelDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestGoodFrameAfterBadHeader: a frame whose header libjpeg-turbo refuses must not spoil the
+// next one. libjpeg-turbo 2.1 leaves the decompressor mid-header after such an error, and the
+// next good frame then failed ("Bogus DQT index", "Bogus Huffman table definition").
+func TestGoodFrameAfterBadHeader(t *testing.T) {
+	good := encodeWith(t, sharedFrame(t, "dog.jpg", 96, 64), 75, samp420)
+	sof := bytes.Index(good, []byte{0xFF, 0xC0})
+	dht := bytes.Index(good[sof:], []byte{0xFF, 0xC4})
+	if sof < 0 || dht < 0 {
+		t.Fatal("no SOF0 followed by a DHT in the test frame")
+	}
+	bad := bytes.Clone(good)
+	bad[sof+dht+1] = 0x02 // an unknown marker after the frame header: only libjpeg-turbo sees it
+	var d Decoder
+	defer d.Close()
+	if _, _, err := d.Decode(bad, 0, 0); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("bad header: %v, want ErrCorrupt", err)
+	}
+	for i := 0; i < 2; i++ {
+		if _, _, err := d.Decode(good, 0, 0); err != nil {
+			t.Fatalf("good frame %d after a bad one: %v", i, err)
+		}
+	}
 }
