@@ -88,6 +88,7 @@ bench: ## engine benchmarks (see docs/benchmarks.md)
 	@mkdir -p .cache
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -bench 'EngineVsRaw|Stages' -benchtime 40x -count 6 -timeout 60m \
 	  ./services/detect/engine/ | tee .cache/bench.txt
+	$(GO) test -run '^$$' -bench 'Decode1080' -count 6 ./services/detect/imaging/ | tee -a .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
 
 fuzz: ## fuzz decode + preprocess, and the two-thread JPEG decoder against libjpeg-turbo (FUZZTIME each, default 5m)

@@ -18,15 +18,18 @@
 //     sums of the reduced-size inverse DCT, and each block ends as the IDCT's last fixed-point
 //     sums, before their final descale. The DC term enters those sums linearly, so pj_spec's
 //     missing DC offset is added there, exactly, when pj_output descales, range-limits and
-//     converts colour, the top and the bottom MCU rows on two threads.
+//     converts colour. Each thread outputs its own MCU rows (pj_thread_a, pj_thread_b), and the
+//     split point moves from frame to frame so that both finish together (pj_finish).
 //
-// The output is libjpeg-turbo's output, byte for byte (TestParallelMatchesLibjpegTurbo): the
-// same reduced-size inverse DCTs (the IJG 1x1, 2x2 and 4x4 algorithms with libjpeg's constants
-// and rounding), chroma of 4:2:0 decoded at twice the luma DCT size as libjpeg-turbo does so
-// that no upsampling is needed, and the same fixed-point YCbCr→RGB tables. Anything outside
-// that (progressive, arithmetic, restart intervals, 12-bit, CMYK, 4:2:2, extra bytes after the
-// scan, damaged data) is refused with PJ_UNSUPPORTED and goes to libjpeg-turbo, which also
-// produces the error for bad data.
+// The output is libjpeg-turbo's output, byte for byte (TestParallelMatchesLibjpegTurbo,
+// FuzzParallelDecode): the same reduced-size inverse DCTs (the IJG 1x1, 2x2 and 4x4 algorithms
+// with libjpeg's constants and rounding), chroma of 4:2:0 decoded at twice the luma DCT size as
+// libjpeg-turbo does so that no upsampling is needed, and the same fixed-point YCbCr→RGB
+// arithmetic. The one exception, frames whose coefficients leave the ranges 8-bit samples
+// produce (only damaged or crafted ones), is described at pj_prepare. Anything outside that
+// (progressive, arithmetic, restart intervals, 12-bit, CMYK, 4:2:2, 4:2:0 at 1/2 or 3/8, extra
+// bytes after the scan, damaged data, headers libjpeg would warn about) is refused with
+// PJ_UNSUPPORTED and goes to libjpeg-turbo, which also produces the error for bad data.
 #include "pjpeg.h"
 
 #include <sched.h>
@@ -81,10 +84,10 @@ typedef struct {
 // span is what one thread saw of one component's values, to check that they stayed where
 // libjpeg-turbo's SIMD inverse DCTs (16-bit lanes: dequantised coefficients wrap, pass-1
 // outputs saturate at ±32767, final samples saturate to 0..255) agree with the C arithmetic
-// reproduced here (no wrap, int results, a 10-bit wrapping range limit). Real frames stay far
-// inside; damaged or crafted ones that do not go to libjpeg-turbo (check_span). For the
-// thread that decodes from the middle, the DC-dependent values are off by its DC correction,
-// which is why they are kept as ranges.
+// reproduced here (no wrap, int results, a 10-bit wrapping range limit). Frames encoded from
+// 8-bit samples stay far inside; in checked mode (see pj_prepare) others are refused
+// (span_ok). For the thread that decodes from the middle, the DC-dependent values are off by
+// its DC correction, which is why they are kept as ranges.
 typedef struct {
 	int32_t dc_lo, dc_hi;   // DC coefficients (16-bit, as libjpeg keeps them)
 	int32_t ws0_lo, ws0_hi; // pass-1 outputs of column 0, which carry the DC
@@ -529,8 +532,8 @@ static int parse(pj *d, const uint8_t *data, size_t len) {
 		case 0xD9:
 			return PJ_UNSUPPORTED;
 		default:
-			if ((m >= 0xC2 && m <= 0xCF) || (m >= 0xD0 && m <= 0xD7) || m == 0x01)
-				return PJ_UNSUPPORTED; // other SOFs, DAC, RSTn, TEM
+			if ((m & 0xF0) != 0xE0 && m != 0xFE) // besides APPn and COM: other SOFs, DAC, RSTn,
+				return PJ_UNSUPPORTED;       // DNL, and markers libjpeg does not know
 			break;
 		}
 		i += seg;
