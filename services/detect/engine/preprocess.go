@@ -142,11 +142,13 @@ func (p *preprocessor) run(f family, img imaging.RGB, lb letterbox, inW, inH int
 		rows(0, lb.nh, [2][]int32{p.hbuf[0], p.hbuf[1]})
 		return
 	}
+	// The first band runs here, the others on goroutines of their own.
 	step := (lb.nh + n - 1) / n
-	for i, y := 0, 0; y < lb.nh; i, y = i+1, y+step {
+	for i, y := 1, step; y < lb.nh; i, y = i+1, y+step {
 		p.wg.Add(1)
 		go func(y0, y1 int, hb [2][]int32) { defer p.wg.Done(); rows(y0, y1, hb) }(y, min(y+step, lb.nh), [2][]int32{p.hbuf[2*i], p.hbuf[2*i+1]})
 	}
+	rows(0, min(step, lb.nh), [2][]int32{p.hbuf[0], p.hbuf[1]})
 	p.wg.Wait()
 }
 
