@@ -152,9 +152,10 @@ func (d *Decoder) decodeTurbo(data []byte, cfg Config, f scalingFactor) (RGB, er
 const parallelMinBytes = 64 << 10
 
 // decodeParallel decodes a large baseline JPEG at a reduced DCT scale on two threads
-// (pjpeg.c), with output identical to libjpeg-turbo's. It reports false, having written
-// nothing the caller keeps, for whatever it does not handle; libjpeg-turbo then decodes the
-// frame (and reports the error if the frame is bad).
+// (pjpeg.c), with libjpeg-turbo's pixels (for the one exception, crafted out-of-range
+// coefficients, see pj_prepare). It reports false, having written nothing the caller keeps, for
+// whatever it does not handle; libjpeg-turbo then decodes the frame (and reports the error if
+// the frame is bad).
 func (d *Decoder) decodeParallel(data []byte, f scalingFactor, w, h int) (RGB, bool) {
 	img, _, ok := d.decodeParallelAt(data, f, w, h, true, false)
 	return img, ok
