@@ -12,6 +12,17 @@ export GOFLAGS ?= -buildvcs=false
 # cgo is required by the detect engine (ONNX Runtime, libjpeg-turbo) and by -race.
 export CGO_ENABLED := 1
 
+# The shared test data (models, images, reference outputs; tests read it through
+# pkg/testenv.Shared): $STREAMDET_SHARED, else ../shared beside this checkout, else ../shared
+# beside the repository this one was cloned from (a clean clone made elsewhere, as CI may).
+ifeq ($(origin STREAMDET_SHARED),undefined)
+STREAMDET_SHARED := $(firstword $(abspath $(wildcard ../shared)) \
+  $(shell u=$$(git config --get remote.origin.url 2>/dev/null) && [ -d "$$u/../shared" ] && cd "$$u/../shared" && pwd))
+endif
+ifneq ($(STREAMDET_SHARED),)
+export STREAMDET_SHARED
+endif
+
 .PHONY: help build up down status env test unit integration lint demo run clean distclean fuzz bench
 
 help: ## list targets
@@ -60,19 +71,19 @@ test: ## vet, unit tests, then integration tests against the real local stack
 
 # The demo runs the whole pipeline in-process (embedded Kafka, S3 and Redis; nothing else
 # installed beyond the ONNX Runtime library that `stack.sh install` fetches). Model and frames
-# come from STREAMDET_MODEL / STREAMDET_FRAMES, defaulting to ../shared when it is there and to a
-# one-time download otherwise.
-SHARED_MODEL := $(wildcard ../shared/models/yolox_nano.onnx)
+# come from STREAMDET_MODEL / STREAMDET_FRAMES, defaulting to the shared data when it is there
+# and to a one-time download otherwise.
+SHARED_MODEL := $(if $(STREAMDET_SHARED),$(wildcard $(STREAMDET_SHARED)/models/yolox_nano.onnx))
 ifeq ($(origin STREAMDET_MODEL),undefined)
 ifneq ($(SHARED_MODEL),)
 export STREAMDET_MODEL := $(SHARED_MODEL)
 export STREAMDET_MODEL_FORMAT ?= yolox
-export STREAMDET_NAMES ?= ../shared/models/coco.names
+export STREAMDET_NAMES ?= $(STREAMDET_SHARED)/models/coco.names
 endif
 endif
 ifeq ($(origin STREAMDET_FRAMES),undefined)
-ifneq ($(wildcard ../shared/images),)
-export STREAMDET_FRAMES := ../shared/images
+ifneq ($(if $(STREAMDET_SHARED),$(wildcard $(STREAMDET_SHARED)/images)),)
+export STREAMDET_FRAMES := $(STREAMDET_SHARED)/images
 endif
 endif
 demo: ## run the pipeline end to end in-process, send it frames, print what it found

@@ -8,10 +8,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 eval "$(deploy/local/stack.sh env)"
-export STREAMDET_MODEL_PATH=${STREAMDET_MODEL:-../shared/models/yolox_nano.onnx}
+export STREAMDET_MODEL_PATH=${STREAMDET_MODEL:-${STREAMDET_SHARED:-../shared}/models/yolox_nano.onnx}
 export STREAMDET_MODEL_FORMAT=${STREAMDET_MODEL_FORMAT:-yolox}
 export STREAMDET_MODEL_NAME=${STREAMDET_MODEL_NAME:-coco}
-names=${STREAMDET_NAMES:-../shared/models/coco.names}
+names=${STREAMDET_NAMES:-${STREAMDET_SHARED:-../shared}/models/coco.names}
 [[ -f $names ]] && export STREAMDET_MODEL_NAMES_PATH=$names
 [[ -f $STREAMDET_MODEL_PATH ]] || { echo "run: set STREAMDET_MODEL to an ONNX detector" >&2; exit 1; }
 export STREAMDET_INGEST_ADDR=${STREAMDET_INGEST_ADDR:-127.0.0.1:8081}
