@@ -18,6 +18,9 @@ export STREAMDET_INGEST_ADDR=${STREAMDET_INGEST_ADDR:-127.0.0.1:8081}
 export STREAMDET_DETECT_ADDR=${STREAMDET_DETECT_ADDR:-127.0.0.1:8082}
 export STREAMDET_SINK_ADDR=${STREAMDET_SINK_ADDR:-127.0.0.1:8083}
 export STREAMDET_SINK_ANNOTATE=${STREAMDET_SINK_ANNOTATE:-true} # live view on the sink's address
+export STREAMDET_INGEST_EVENT_BUCKETS=${STREAMDET_INGEST_EVENT_BUCKETS:-uploads}
+# Uploads and the live view need the token in $STREAMDET_INGEST_TOKENS_FILE (second field):
+#   curl -H "Authorization: Bearer $(awk '{print $2}' "$STREAMDET_INGEST_TOKENS_FILE")" ...
 mkdir -p bin
 for s in ingest detect sink; do go build -o "bin/$s" "./services/$s/cmd/$s"; done
 pids=()

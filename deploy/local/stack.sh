@@ -125,6 +125,10 @@ credentials() {
   fi
   # shellcheck disable=SC1090
   source "$f"
+  # Bearer tokens of the local services' data listeners (ingest uploads, sink live view).
+  if [[ ! -f $STATE/tokens ]]; then
+    (umask 077; echo "local $(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')" >"$STATE/tokens")
+  fi
 }
 
 install_all() {
@@ -253,6 +257,8 @@ export STREAMDET_MINIO_SECRET_KEY=$MINIO_PASSWORD
 export STREAMDET_REDIS_ADDR=127.0.0.1:$REDIS_PORT
 export STREAMDET_REDIS_PASSWORD=$REDIS_PASSWORD
 export ONNXRUNTIME_LIB=$ORT_LIB
+export STREAMDET_INGEST_TOKENS_FILE=$STATE/tokens
+export STREAMDET_SINK_TOKENS_FILE=$STATE/tokens
 EOF
 }
 

@@ -72,6 +72,17 @@ type DeadLetter struct {
 	Message string       `json:"message"`
 	Source  SourceRecord `json:"source"`
 	At      time.Time    `json:"at"`
+	// Payload is set when the refused message was too large to dead-letter whole: its value is
+	// in object storage there and the dead-letter message's value is empty.
+	Payload *ObjectRef `json:"payload,omitempty"`
+}
+
+// ObjectRef locates bytes kept in object storage.
+type ObjectRef struct {
+	Bucket string `json:"bucket"`
+	Key    string `json:"key"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
 }
 
 // SourceRecord locates the refused message.
@@ -95,6 +106,15 @@ const (
 	ReasonSchemaViolation   Reason = "schema_violation"
 	ReasonUnknownSchema     Reason = "unknown_schema"
 	ReasonInference         Reason = "inference_failed"
+	// ReasonInvalidID: an identifier (stream id, frame id, model name or version) breaks the
+	// grammar of IDPattern.
+	ReasonInvalidID Reason = "invalid_identifier"
+	// ReasonForbidden: a store refused the operation for this service's credentials, or the
+	// message names a source (bucket, key) this service may not read.
+	ReasonForbidden Reason = "forbidden"
+	// ReasonInvalidRequest: a store refused the request itself (an invalid bucket or key, an
+	// argument it will never take).
+	ReasonInvalidRequest Reason = "invalid_request"
 )
 
 // Kafka header names: the CloudEvents Kafka binding (binary mode) plus W3C trace context.

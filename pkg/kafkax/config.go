@@ -7,10 +7,8 @@ package kafkax
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -20,6 +18,7 @@ import (
 	"github.com/segmentio/kafka-go/sasl/scram"
 
 	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/tlsconf"
 )
 
 // Config is how a service reaches Kafka. FromEnv reads it; Validate names what is wrong.
@@ -31,11 +30,12 @@ type Config struct {
 	// EventsTopic overrides <prefix>.frames.events, where object storage publishes bucket
 	// notifications. STREAMDET_EVENTS_TOPIC.
 	EventsTopic string
-	// TLS enables TLS. STREAMDET_KAFKA_TLS=true; STREAMDET_KAFKA_TLS_CA_FILE,
-	// STREAMDET_KAFKA_TLS_CERT_FILE, STREAMDET_KAFKA_TLS_KEY_FILE optional.
-	TLS                        bool
-	TLSCAFile, TLSCert, TLSKey string
-	TLSInsecureSkipVerify      bool
+	// TLS: STREAMDET_KAFKA_TLS=true, STREAMDET_KAFKA_TLS_CA_FILE, _CERT_FILE, _KEY_FILE (see tlsconf).
+	TLS tlsconf.Config
+	// SASLInsecure allows SASL credentials over a connection without TLS:
+	// STREAMDET_KAFKA_SASL_INSECURE=true. Refused otherwise, so that a password never crosses
+	// the network in the clear by accident.
+	SASLInsecure bool
 	// SASLMechanism is "", "plain", "scram-sha-256" or "scram-sha-512". STREAMDET_KAFKA_SASL_MECHANISM.
 	SASLMechanism string
 	// SASLUser and SASLPassword: STREAMDET_KAFKA_SASL_USERNAME and STREAMDET_KAFKA_SASL_PASSWORD
@@ -49,18 +49,15 @@ type Config struct {
 // FromEnv reads the Config from the environment.
 func FromEnv(env envconf.Env) Config {
 	return Config{
-		Brokers:               env.List("STREAMDET_KAFKA_BROKERS", nil),
-		TopicPrefix:           env.String("STREAMDET_TOPIC_PREFIX", "streamdet"),
-		EventsTopic:           env.String("STREAMDET_EVENTS_TOPIC", ""),
-		TLS:                   env.Bool("STREAMDET_KAFKA_TLS", false),
-		TLSCAFile:             env.String("STREAMDET_KAFKA_TLS_CA_FILE", ""),
-		TLSCert:               env.String("STREAMDET_KAFKA_TLS_CERT_FILE", ""),
-		TLSKey:                env.String("STREAMDET_KAFKA_TLS_KEY_FILE", ""),
-		TLSInsecureSkipVerify: env.Bool("STREAMDET_KAFKA_TLS_INSECURE_SKIP_VERIFY", false),
-		SASLMechanism:         strings.ToLower(env.String("STREAMDET_KAFKA_SASL_MECHANISM", "")),
-		SASLUser:              env.String("STREAMDET_KAFKA_SASL_USERNAME", ""),
-		SASLPassword:          env.Secret("STREAMDET_KAFKA_SASL_PASSWORD"),
-		MaxMessageBytes:       env.Int("STREAMDET_KAFKA_MAX_MESSAGE_BYTES", 10<<20),
+		Brokers:         env.List("STREAMDET_KAFKA_BROKERS", nil),
+		TopicPrefix:     env.String("STREAMDET_TOPIC_PREFIX", "streamdet"),
+		EventsTopic:     env.String("STREAMDET_EVENTS_TOPIC", ""),
+		TLS:             tlsconf.FromEnv(env, "STREAMDET_KAFKA"),
+		SASLInsecure:    env.Bool("STREAMDET_KAFKA_SASL_INSECURE", false),
+		SASLMechanism:   strings.ToLower(env.String("STREAMDET_KAFKA_SASL_MECHANISM", "")),
+		SASLUser:        env.String("STREAMDET_KAFKA_SASL_USERNAME", ""),
+		SASLPassword:    env.Secret("STREAMDET_KAFKA_SASL_PASSWORD"),
+		MaxMessageBytes: env.Int("STREAMDET_KAFKA_MAX_MESSAGE_BYTES", 10<<20),
 	}
 }
 
@@ -78,9 +75,10 @@ func (c Config) Validate() error {
 	if c.SASLMechanism != "" && (c.SASLUser == "" || c.SASLPassword == "") {
 		errs = append(errs, errors.New("SASL needs STREAMDET_KAFKA_SASL_USERNAME and STREAMDET_KAFKA_SASL_PASSWORD(_FILE)"))
 	}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		errs = append(errs, errors.New("STREAMDET_KAFKA_TLS_CERT_FILE and STREAMDET_KAFKA_TLS_KEY_FILE go together"))
+	if c.SASLMechanism != "" && !c.TLS.Enabled && !c.SASLInsecure {
+		errs = append(errs, errors.New("STREAMDET_KAFKA_SASL_MECHANISM without STREAMDET_KAFKA_TLS=true: refused (set STREAMDET_KAFKA_SASL_INSECURE=true to send credentials in the clear)"))
 	}
+	errs = append(errs, c.TLS.Validate())
 	if c.MaxMessageBytes < 1<<10 || c.MaxMessageBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("STREAMDET_KAFKA_MAX_MESSAGE_BYTES %d: must be in [1 KiB, 1 GiB]", c.MaxMessageBytes))
 	}
@@ -108,31 +106,6 @@ func (c Config) Topics() Topics {
 	return t
 }
 
-func (c Config) tlsConfig() (*tls.Config, error) {
-	if !c.TLS {
-		return nil, nil
-	}
-	t := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.TLSInsecureSkipVerify} //nolint:gosec // opt-in
-	if c.TLSCAFile != "" {
-		pem, err := os.ReadFile(c.TLSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka TLS CA: %w", err)
-		}
-		t.RootCAs = x509.NewCertPool()
-		if !t.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("kafka TLS CA %s: no certificates", c.TLSCAFile)
-		}
-	}
-	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("kafka TLS client certificate: %w", err)
-		}
-		t.Certificates = []tls.Certificate{cert}
-	}
-	return t, nil
-}
-
 func (c Config) saslMechanism() (sasl.Mechanism, error) {
 	switch c.SASLMechanism {
 	case "":
@@ -148,7 +121,7 @@ func (c Config) saslMechanism() (sasl.Mechanism, error) {
 
 // security is the Config's TLS configuration and SASL mechanism (either may be nil).
 func (c Config) security() (*tls.Config, sasl.Mechanism, error) {
-	t, err := c.tlsConfig()
+	t, err := c.TLS.Client()
 	if err != nil {
 		return nil, nil, err
 	}

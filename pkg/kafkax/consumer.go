@@ -27,22 +27,32 @@ type Handler func(ctx context.Context, m kafka.Message) error
 // messages in flight finish (within DrainTimeout), commits what finished and closes the reader.
 type Consumer struct {
 	reader       *kafka.Reader
+	onAssign     func(context.Context, int, int64) error
 	concurrency  int
 	drainTimeout time.Duration
 	log          *slog.Logger
-	window       chan struct{} // one token per fetched, uncommitted message
+	window       chan struct{} // one token per delivery: fetched and neither committed nor dropped-and-finished
 
 	mu    sync.Mutex
 	parts map[int]*partition
-	stale map[[2]int64]bool // partition/offset of messages dropped by a rewind, still running
 
 	commitMu  sync.Mutex
 	committed map[int]int64 // highest offset committed per partition
+	commitFn  func(context.Context, ...kafka.Message) error
 }
 
 type partition struct {
-	pending []kafka.Message // fetched, in offset order, not yet committed
-	done    map[int64]bool
+	pending []*delivery // fetched, in offset order, not yet committed
+}
+
+// delivery is one fetch of one message. Each delivery holds one window token, released exactly
+// once: when its offset is committed, or — if a rebalance rewind dropped it — when its handler
+// finishes. A message delivered again after a rewind is a new delivery, so a message in flight
+// across any number of rewinds never shares (and never leaks) a token.
+type delivery struct {
+	m       kafka.Message
+	done    bool // handler finished successfully
+	dropped bool // removed from pending by a rewind while its handler was running
 }
 
 // ConsumerConfig configures a Consumer.
@@ -52,6 +62,11 @@ type ConsumerConfig struct {
 	Concurrency  int           // uncommitted messages at once; default 1
 	DrainTimeout time.Duration // how long Run waits for messages in flight at shutdown; default 30s
 	Logger       *slog.Logger
+	// OnAssign, when set, is called before the first message of a partition is handed to the
+	// handler after the partition was assigned to this consumer, or rewound by a rebalance, with
+	// the offset delivery starts from (every later offset of the partition will be delivered).
+	// Messages of the partition wait for it; an error stops the consumer, as a handler error does.
+	OnAssign func(ctx context.Context, partition int, offset int64) error
 }
 
 // NewConsumer creates a consumer group reader on cfg's brokers.
@@ -79,8 +94,8 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 	})
 	return &Consumer{
 		reader: r, concurrency: cc.Concurrency, drainTimeout: cc.DrainTimeout, log: cc.Logger,
-		window: make(chan struct{}, cc.Concurrency), parts: map[int]*partition{}, stale: map[[2]int64]bool{},
-		committed: map[int]int64{},
+		window: make(chan struct{}, cc.Concurrency), parts: map[int]*partition{}, committed: map[int]int64{},
+		commitFn: r.CommitMessages, onAssign: cc.OnAssign,
 	}, nil
 }
 
@@ -116,10 +131,21 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			}
 			break
 		}
-		c.track(m)
+		d, assigned := c.track(m)
+		if assigned && c.onAssign != nil {
+			if err := c.onAssign(fetchCtx, m.Partition, m.Offset); err != nil {
+				if fetchCtx.Err() == nil {
+					errMu.Lock()
+					errs = append(errs, fmt.Errorf("partition %d assigned at %d: %w", m.Partition, m.Offset, err))
+					errMu.Unlock()
+				}
+				break // d stays pending, uncommitted: delivered again after the restart
+			}
+		}
 		wg.Add(1)
-		go func(m kafka.Message) {
+		go func(d *delivery) {
 			defer wg.Done()
+			m := d.m
 			if err := h(hctx, m); err != nil {
 				if ctx.Err() == nil {
 					c.log.Error("message could not be handled; stopping so that it is delivered again",
@@ -131,8 +157,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				}
 				return // uncommitted: its window token stays taken until Run ends
 			}
-			c.finish(hctx, m)
-		}(m)
+			c.finish(hctx, d)
+		}(d)
 	}
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
@@ -148,46 +174,61 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	return errors.Join(append(errs, c.reader.Close())...)
 }
 
-func (c *Consumer) track(m kafka.Message) {
+// InFlight is the number of window tokens taken: deliveries not yet committed, or dropped by a
+// rewind and still running.
+func (c *Consumer) InFlight() int { return len(c.window) }
+
+// Committed returns the next offset of partition to be delivered after a restart, as far as
+// this consumer committed it (false if it committed nothing on that partition).
+func (c *Consumer) Committed(partition int) (int64, bool) {
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	o, ok := c.committed[partition]
+	return o + 1, ok
+}
+
+// track records a new delivery; assigned reports that m is the first of its partition since
+// the partition was assigned or rewound.
+func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.parts[m.Partition]
-	if p == nil || len(p.pending) > 0 && m.Offset <= p.pending[len(p.pending)-1].Offset {
+	if assigned = p == nil || len(p.pending) > 0 && m.Offset <= p.pending[len(p.pending)-1].m.Offset; assigned {
 		// New partition, or a rewind after a rebalance: the group's committed offset is the
 		// truth again and what was pending will be delivered again. Tokens of the dropped
-		// messages come back now if they finished, or when they finish.
+		// deliveries come back now if they finished, or when they finish.
 		if p != nil {
 			for _, old := range p.pending {
-				if p.done[old.Offset] {
+				if old.done {
 					<-c.window
 				} else {
-					c.stale[[2]int64{int64(old.Partition), old.Offset}] = true
+					old.dropped = true
 				}
 			}
 		}
-		p = &partition{done: map[int64]bool{}}
+		p = &partition{}
 		c.parts[m.Partition] = p
 	}
-	p.pending = append(p.pending, m)
+	d = &delivery{m: m}
+	p.pending = append(p.pending, d)
+	return d, assigned
 }
 
-// finish marks m handled, commits the longest handled prefix of its partition and returns the
-// window tokens of the messages committed.
-func (c *Consumer) finish(ctx context.Context, m kafka.Message) {
+// finish marks d handled, commits the longest handled prefix of its partition and returns the
+// window tokens of the deliveries committed (or d's own, if a rewind dropped it).
+func (c *Consumer) finish(ctx context.Context, d *delivery) {
 	c.mu.Lock()
-	if k := [2]int64{int64(m.Partition), m.Offset}; c.stale[k] {
-		delete(c.stale, k)
+	if d.dropped {
 		c.mu.Unlock()
 		<-c.window
 		return
 	}
-	p := c.parts[m.Partition]
-	p.done[m.Offset] = true
+	d.done = true
+	p := c.parts[d.m.Partition]
 	var last *kafka.Message
 	popped := 0
-	for len(p.pending) > 0 && p.done[p.pending[0].Offset] {
-		delete(p.done, p.pending[0].Offset)
-		last = &p.pending[0]
+	for len(p.pending) > 0 && p.pending[0].done {
+		last = &p.pending[0].m
 		p.pending = p.pending[1:]
 		popped++
 	}
@@ -213,7 +254,7 @@ func (c *Consumer) commit(ctx context.Context, m kafka.Message) {
 	if prev, ok := c.committed[m.Partition]; ok && m.Offset <= prev {
 		return
 	}
-	if err := c.reader.CommitMessages(ctx, m); err != nil {
+	if err := c.commitFn(ctx, m); err != nil {
 		c.log.Warn("commit failed; the messages will be delivered again", "partition", m.Partition, "offset", m.Offset, "err", err)
 		return
 	}

@@ -13,16 +13,36 @@ import (
 
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/minio/minio-go/v7/pkg/s3utils"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/tlsconf"
 )
 
 // ErrNotFound: the object does not exist (a permanent failure for a frame reference).
 var ErrNotFound = errors.New("objstore: object not found")
+
+// ErrTooLarge: the object is larger than the caller's limit (permanent).
+var ErrTooLarge = errors.New("objstore: object over the size limit")
+
+// ErrInvalidName: a bucket or object name S3 would refuse (permanent).
+var ErrInvalidName = errors.New("objstore: invalid bucket or object name")
+
+// checkNames refuses names S3 would refuse, before any request (minio-go reports them as plain
+// errors, which could not be told from a network failure).
+func checkNames(bucket, key string) error {
+	if err := s3utils.CheckValidBucketName(bucket); err != nil {
+		return fmt.Errorf("%w: bucket %q: %v", ErrInvalidName, bucket, err)
+	}
+	if err := s3utils.CheckValidObjectName(key); err != nil {
+		return fmt.Errorf("%w: key of %d bytes: %v", ErrInvalidName, len(key), err)
+	}
+	return nil
+}
 
 // Config is how a service reaches object storage.
 type Config struct {
@@ -31,8 +51,8 @@ type Config struct {
 	// AccessKey and SecretKey: STREAMDET_MINIO_ACCESS_KEY, STREAMDET_MINIO_SECRET_KEY (or
 	// STREAMDET_MINIO_SECRET_KEY_FILE). Required; MinIO's default minioadmin is refused.
 	AccessKey, SecretKey string
-	// TLS: STREAMDET_MINIO_TLS=true. Default false.
-	TLS bool
+	// TLS: STREAMDET_MINIO_TLS=true, STREAMDET_MINIO_TLS_CA_FILE, _CERT_FILE, _KEY_FILE (see tlsconf).
+	TLS tlsconf.Config
 	// Region: STREAMDET_MINIO_REGION. Default us-east-1.
 	Region string
 }
@@ -43,7 +63,7 @@ func FromEnv(env envconf.Env) Config {
 		Endpoint:  env.String("STREAMDET_MINIO_ENDPOINT", ""),
 		AccessKey: env.String("STREAMDET_MINIO_ACCESS_KEY", ""),
 		SecretKey: env.Secret("STREAMDET_MINIO_SECRET_KEY"),
-		TLS:       env.Bool("STREAMDET_MINIO_TLS", false),
+		TLS:       tlsconf.FromEnv(env, "STREAMDET_MINIO"),
 		Region:    env.String("STREAMDET_MINIO_REGION", "us-east-1"),
 	}
 }
@@ -60,6 +80,7 @@ func (c Config) Validate() error {
 	if c.AccessKey == "minioadmin" || c.SecretKey == "minioadmin" {
 		errs = append(errs, errors.New("MinIO's default credentials (minioadmin) are refused; set non-default ones"))
 	}
+	errs = append(errs, c.TLS.Validate())
 	return errors.Join(errs...)
 }
 
@@ -74,9 +95,20 @@ func New(c Config) (*Store, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	mc, err := minio.New(c.Endpoint, &minio.Options{
-		Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""), Secure: c.TLS, Region: c.Region,
-	})
+	t, err := c.TLS.Client()
+	if err != nil {
+		return nil, err
+	}
+	opts := &minio.Options{Creds: credentials.NewStaticV4(c.AccessKey, c.SecretKey, ""), Secure: c.TLS.Enabled, Region: c.Region}
+	if t != nil {
+		tr, err := minio.DefaultTransport(true)
+		if err != nil {
+			return nil, fmt.Errorf("objstore: %w", err)
+		}
+		tr.TLSClientConfig = t
+		opts.Transport = tr
+	}
+	mc, err := minio.New(c.Endpoint, opts)
 	if err != nil {
 		return nil, fmt.Errorf("objstore: %w", err)
 	}
@@ -104,9 +136,10 @@ func (s *Store) EnsureBucket(ctx context.Context, bucket string) error {
 	return nil
 }
 
-// Ping checks that the endpoint answers with these credentials.
-func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.mc.ListBuckets(ctx)
+// Ping checks that the endpoint answers with these credentials, asking only about bucket (so a
+// least-privilege policy need not allow listing every bucket).
+func (s *Store) Ping(ctx context.Context, bucket string) error {
+	_, err := s.mc.BucketExists(ctx, bucket)
 	return err
 }
 
@@ -115,6 +148,9 @@ func (s *Store) Put(ctx context.Context, bucket, key string, data []byte, conten
 	ctx, span := s.tracer.Start(ctx, "objstore put", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("s3.bucket", bucket), attribute.String("s3.key", key), attribute.Int("s3.size", len(data))))
 	defer span.End()
+	if err := checkNames(bucket, key); err != nil {
+		return err
+	}
 	_, err := s.mc.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), minio.PutObjectOptions{ContentType: contentType})
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
@@ -128,13 +164,23 @@ func (s *Store) Get(ctx context.Context, bucket, key string, max int64) ([]byte,
 	ctx, span := s.tracer.Start(ctx, "objstore get", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("s3.bucket", bucket), attribute.String("s3.key", key)))
 	defer span.End()
+	if err := checkNames(bucket, key); err != nil {
+		return nil, err
+	}
 	obj, err := s.mc.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
 	if err == nil {
+		defer obj.Close()
+		var st minio.ObjectInfo
+		// The size is checked before anything is read or allocated.
+		if st, err = obj.Stat(); err == nil && st.Size > max {
+			return nil, fmt.Errorf("%w: %s/%s is %d bytes, limit %d", ErrTooLarge, bucket, key, st.Size, max)
+		}
 		var b []byte
-		b, err = io.ReadAll(io.LimitReader(obj, max+1))
-		obj.Close()
+		if err == nil {
+			b, err = io.ReadAll(io.LimitReader(obj, max+1))
+		}
 		if err == nil && int64(len(b)) > max {
-			err = fmt.Errorf("object over %d bytes", max)
+			return nil, fmt.Errorf("%w: %s/%s over %d bytes", ErrTooLarge, bucket, key, max)
 		}
 		if err == nil {
 			span.SetAttributes(attribute.Int("s3.size", len(b)))

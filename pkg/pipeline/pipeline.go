@@ -6,6 +6,8 @@ package pipeline
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -32,6 +34,12 @@ type Stage struct {
 	Tel    *telemetry.Telemetry
 	Health interface{ Set(string, error) }
 	dlq    *kafka.Writer
+
+	// Store and DeadLetterBucket keep the values of messages too large to dead-letter whole
+	// (over MaxMessageBytes); set by Runtime.
+	Store            *objstore.Store
+	DeadLetterBucket string
+	MaxMessageBytes  int
 
 	In, Out   metric.Int64Counter
 	Errors    metric.Int64Counter
@@ -121,25 +129,14 @@ func (s *Stage) Publish(ctx context.Context, w *kafka.Writer, ev Event) error {
 	otel.GetTextMapPropagator().Inject(ctx, kafkax.Headers{H: &hs})
 	msg := kafka.Message{Key: []byte(ev.Key), Value: ev.Value, Headers: hs}
 	t0 := time.Now()
-	err := kafkax.Retry(ctx, func() error { return w.WriteMessages(ctx, msg) }, permanentKafka, s.transient("kafka"))
+	err := s.Retry(ctx, "kafka", func() error { return w.WriteMessages(ctx, msg) }, nil)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
 		return fmt.Errorf("publish to %s: %w", w.Topic, err)
 	}
-	s.Health.Set("kafka", nil)
 	s.Step(ctx, "produce", time.Since(t0))
 	s.Out.Add(ctx, 1, s.attrs(attribute.String("topic", w.Topic)))
 	return nil
-}
-
-// permanentKafka: a message the broker will never take (too large for it, or a non-retriable
-// protocol error). Everything else, including an unreachable broker, is retried.
-func permanentKafka(err error) bool {
-	if errors.As(err, new(kafka.MessageTooLargeError)) {
-		return true
-	}
-	var ke kafka.Error
-	return errors.As(err, &ke) && !ke.Temporary()
 }
 
 // transient returns a Retry callback that marks component not ready and counts the failure.
@@ -152,8 +149,12 @@ func (s *Stage) transient(component string) func(error, time.Duration) {
 }
 
 // Retry runs fn with backoff until it succeeds, fails permanently, or ctx ends; component is
-// reported not ready meanwhile and ready again on success.
+// reported not ready meanwhile and ready again once it answers (with success or a permanent
+// refusal). permanent decides which failures are permanent; nil means Classify's.
 func (s *Stage) Retry(ctx context.Context, component string, fn func() error, permanent func(error) bool) error {
+	if permanent == nil {
+		permanent = IsPermanent
+	}
 	err := kafkax.Retry(ctx, fn, permanent, s.transient(component))
 	if err == nil || permanent(err) {
 		s.Health.Set(component, nil)
@@ -189,41 +190,113 @@ func RejectReason(err error) (contract.Reason, bool) {
 		return contract.ReasonCorruptImage, true
 	case errors.Is(err, objstore.ErrNotFound):
 		return contract.ReasonMissingObject, true
+	case errors.Is(err, objstore.ErrTooLarge):
+		return contract.ReasonTooLarge, true
 	}
 	return "", false
 }
 
+// maxReasonBytes bounds the error text a dead letter carries.
+const maxReasonBytes = 1024
+
 // DeadLetter sends m, value and headers untouched, to the dead-letter topic with why, and
-// counts it. It retries until the broker acknowledges or ctx ends.
+// counts it. It retries transient failures until ctx ends. A message too large for the topic
+// still loses nothing: its value goes to object storage (under a key derived from its position,
+// so a retry writes the same object) and the dead letter carries a reference to it.
 func (s *Stage) DeadLetter(ctx context.Context, m kafka.Message, r *Reject) error {
+	msg := r.Err.Error()
+	if len(msg) > maxReasonBytes {
+		msg = msg[:maxReasonBytes] + "…"
+	}
 	dl := contract.DeadLetter{
-		Stage: s.Name, Reason: r.Reason, Message: r.Err.Error(),
+		Stage: s.Name, Reason: r.Reason, Message: msg,
 		Source: contract.SourceRecord{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, At: time.Now().UTC(),
 	}
-	doc, _ := json.Marshal(dl)
-	hs := append(append([]kafka.Header(nil), m.Headers...), kafka.Header{Key: contract.HeaderDeadLetter, Value: doc},
-		kafka.Header{Key: "streamdet_deadletter_reason", Value: []byte(r.Reason)},
-		kafka.Header{Key: "streamdet_deadletter_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))})
 	span := trace.SpanFromContext(ctx)
 	span.SetStatus(codes.Error, string(r.Reason))
 	span.SetAttributes(attribute.String("streamdet.deadletter.reason", string(r.Reason)))
 	s.Errors.Add(ctx, 1, s.attrs(attribute.String("reason", string(r.Reason))))
-	s.Tel.Logger.WarnContext(ctx, "dead-lettered", "reason", r.Reason, "err", r.Err.Error(),
+	s.Tel.Logger.WarnContext(ctx, "dead-lettered", "reason", r.Reason, "err", msg,
 		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
-	msg := kafka.Message{Key: m.Key, Value: m.Value, Headers: hs}
-	return s.Retry(ctx, "kafka", func() error { return s.dlq.WriteMessages(ctx, msg) }, func(error) bool { return false })
+	// Whole, unless it cannot fit; if the broker still finds it too large, by reference. Any
+	// other failure to dead-letter is retried (not ready meanwhile) until ctx ends: the message
+	// stays uncommitted rather than lost.
+	oversized := func(err error) bool { return Classify(err).Reason == contract.ReasonOversizedMessage }
+	if !s.tooLarge(m) {
+		err := s.Retry(ctx, "kafka", func() error { return s.dlq.WriteMessages(ctx, s.deadLetter(m, dl, m.Value, m.Headers)) }, oversized)
+		if err == nil || !oversized(err) {
+			return err
+		}
+	}
+	ref, err := s.keepPayload(ctx, m)
+	if err != nil {
+		return err
+	}
+	dl.Payload = ref
+	headers := m.Headers
+	if headerBytes(headers) > s.MaxMessageBytes/2 {
+		headers = nil // the original headers alone would not fit: the dead letter says so
+		dl.Message += " (original headers dropped: too large)"
+	}
+	return s.Retry(ctx, "kafka", func() error { return s.dlq.WriteMessages(ctx, s.deadLetter(m, dl, nil, headers)) }, func(error) bool { return false })
+}
+
+// deadLetter is the dead-letter message of m: value and headers (the original's, or less), plus
+// the dead-letter document and its reason and offset as headers.
+func (s *Stage) deadLetter(m kafka.Message, dl contract.DeadLetter, value []byte, headers []kafka.Header) kafka.Message {
+	doc, _ := json.Marshal(dl)
+	hs := append(append([]kafka.Header(nil), headers...), kafka.Header{Key: contract.HeaderDeadLetter, Value: doc},
+		kafka.Header{Key: "streamdet_deadletter_reason", Value: []byte(dl.Reason)},
+		kafka.Header{Key: "streamdet_deadletter_offset", Value: []byte(strconv.FormatInt(m.Offset, 10))})
+	return kafka.Message{Key: m.Key, Value: value, Headers: hs}
+}
+
+// tooLarge reports whether m, dead-lettered whole, could exceed the topic's message limit
+// (with room for the dead-letter headers).
+func (s *Stage) tooLarge(m kafka.Message) bool {
+	return s.MaxMessageBytes > 0 && len(m.Key)+len(m.Value)+headerBytes(m.Headers)+4096 > s.MaxMessageBytes
+}
+
+func headerBytes(hs []kafka.Header) int {
+	n := 0
+	for _, h := range hs {
+		n += len(h.Key) + len(h.Value) + 8
+	}
+	return n
+}
+
+// keepPayload writes m's value to the dead-letter bucket.
+func (s *Stage) keepPayload(ctx context.Context, m kafka.Message) (*contract.ObjectRef, error) {
+	if s.Store == nil || s.DeadLetterBucket == "" {
+		return nil, fmt.Errorf("dead letter of %d bytes is over the topic's limit and no dead-letter bucket is configured", len(m.Value))
+	}
+	sum := sha256.Sum256(m.Value)
+	ref := &contract.ObjectRef{
+		Bucket: s.DeadLetterBucket, Size: int64(len(m.Value)), SHA256: hex.EncodeToString(sum[:]),
+		// Topic names are the service's own (configured), partition and offset are numbers.
+		Key: fmt.Sprintf("%s/%s/%d/%020d", s.Name, m.Topic, m.Partition, m.Offset),
+	}
+	// Even a permanent refusal is retried (not ready meanwhile): the dead letter is the last
+	// place this message can go.
+	err := s.Retry(ctx, "minio", func() error {
+		return s.Store.Put(ctx, ref.Bucket, ref.Key, m.Value, "application/octet-stream")
+	}, func(error) bool { return false })
+	if err != nil {
+		return nil, fmt.Errorf("keep dead letter payload: %w", err)
+	}
+	return ref, nil
 }
 
 // Handle wraps a message handler with the consumer span, timing, and dead-lettering of
-// permanent refusals (errors that are a *Reject). Other errors leave the message uncommitted.
+// permanent failures (a *Reject, or any error Classify calls permanent). Other errors leave the
+// message uncommitted.
 func (s *Stage) Handle(h func(ctx context.Context, m kafka.Message) error) kafkax.Handler {
 	return func(ctx context.Context, m kafka.Message) error {
 		ctx, span := s.Consume(ctx, m)
 		defer span.End()
 		t0 := time.Now()
 		err := h(ctx, m)
-		var rej *Reject
-		if errors.As(err, &rej) {
+		if rej, ok := rejectOf(err); ok {
 			err = s.DeadLetter(ctx, m, rej)
 		} else if err != nil {
 			span.SetStatus(codes.Error, err.Error())

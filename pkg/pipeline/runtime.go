@@ -22,7 +22,9 @@ import (
 // from the environment, the dead-letter writer, the Stage, readiness probes and the HTTP server.
 //
 // Lifecycle: Start; then Writer and Consume as the stage needs; Wait returns when every consumer
-// has drained after ctx ended; Close shuts the server and writers.
+// has drained after ctx ended; Close shuts the server and writers. From the moment ctx ends,
+// everything — draining, the stage's last writes, Close — is bounded by DrainTimeout: Work, the
+// context of that work, ends DrainTimeout after ctx does.
 type Runtime struct {
 	Kafka  kafkax.Config
 	Topics kafkax.Topics
@@ -31,23 +33,61 @@ type Runtime struct {
 	Stage  *Stage
 	Server *service.Server
 	Tel    *telemetry.Telemetry
+	// Work outlives the service's context by DrainTimeout: handlers and final flushes use it.
+	Work         context.Context
+	DrainTimeout time.Duration
 
-	writers []*kafka.Writer
-	wg      sync.WaitGroup
-	errMu   sync.Mutex
-	errs    []error
+	stopWork context.CancelFunc
+	writers  []*kafka.Writer
+	wg       sync.WaitGroup
+	errMu    sync.Mutex
+	errs     []error
+}
+
+// Options are what a stage tells Start besides the environment.
+type Options struct {
+	Name       string               // ingest, detect, sink
+	Server     service.ServerConfig // its listeners
+	ServesData bool                 // whether the data listener serves data (and so needs auth)
+	ConfigErr  error                // the stage's own configuration errors, reported with the rest
+	Buckets    []string             // created if missing
 }
 
 // Start reads the Kafka and object storage configuration (validate reports every problem at
-// once, with extra), creates the clients and starts the HTTP server on addr. buckets are
+// once, with the stage's own), creates the clients and starts the HTTP server. Buckets are
 // created if missing, retrying while object storage is unreachable.
-func Start(ctx context.Context, name string, env envconf.Env, tel *telemetry.Telemetry, addr string, extra error, buckets ...string) (*Runtime, error) {
+func Start(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry, o Options) (*Runtime, error) {
 	kc, oc := kafkax.FromEnv(env), objstore.FromEnv(env)
-	if err := errors.Join(extra, kc.Validate(), oc.Validate(), env.Err()); err != nil {
+	drain := env.Duration("STREAMDET_DRAIN_TIMEOUT", 20*time.Second)
+	dlBucket := env.String("STREAMDET_DEADLETTER_BUCKET", "deadletters")
+	var derr error
+	if drain < time.Second || drain > 10*time.Minute {
+		derr = fmt.Errorf("STREAMDET_DRAIN_TIMEOUT %s: must be in [1s, 10m]", drain)
+	}
+	if err := errors.Join(o.ConfigErr, kc.Validate(), oc.Validate(), o.Server.Validate(o.Name, o.ServesData), derr, env.Err()); err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	rt := &Runtime{Kafka: kc, Topics: kc.Topics(), Health: service.NewHealth("kafka", "minio"), Tel: tel}
-	var err error
+	if !o.ServesData {
+		o.Server.Auth = service.AuthNone // health and metrics only: nothing to authenticate
+	}
+	auth, err := o.Server.Authenticator()
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	rt := &Runtime{Kafka: kc, Topics: kc.Topics(), Health: service.NewHealth("kafka", "minio"), Tel: tel, DrainTimeout: drain}
+	rt.Work, rt.stopWork = context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-rt.Work.Done():
+			return
+		}
+		select {
+		case <-time.After(drain):
+			rt.stopWork()
+		case <-rt.Work.Done():
+		}
+	}()
 	if rt.Store, err = objstore.New(oc); err != nil {
 		return nil, err
 	}
@@ -55,9 +95,10 @@ func Start(ctx context.Context, name string, env envconf.Env, tel *telemetry.Tel
 	if err != nil {
 		return nil, err
 	}
-	if rt.Stage, err = New(name, tel, rt.Health, dlq); err != nil {
+	if rt.Stage, err = New(o.Name, tel, rt.Health, dlq); err != nil {
 		return nil, err
 	}
+	rt.Stage.Store, rt.Stage.DeadLetterBucket, rt.Stage.MaxMessageBytes = rt.Store, dlBucket, kc.MaxMessageBytes
 	client, err := kc.Client()
 	if err != nil {
 		return nil, err
@@ -66,13 +107,13 @@ func Start(ctx context.Context, name string, env envconf.Env, tel *telemetry.Tel
 		_, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{rt.Topics.DLQ}})
 		return err
 	})
-	rt.Health.Probe("minio-ping", rt.Store.Ping)
-	if rt.Server, err = service.Listen(addr, rt.Health, tel.Metrics); err != nil {
-		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	rt.Health.Probe("minio-ping", func(ctx context.Context) error { return rt.Store.Ping(ctx, dlBucket) })
+	if rt.Server, err = service.Listen(o.Server, auth, rt.Health, tel.Metrics); err != nil {
+		return nil, err
 	}
-	tel.Logger.Info("listening", "addr", rt.Server.Addr())
-	for _, b := range buckets {
-		if err := rt.Stage.Retry(ctx, "minio", func() error { return rt.Store.EnsureBucket(ctx, b) }, func(error) bool { return false }); err != nil {
+	tel.Logger.Info("listening", "addr", rt.Server.Addr(), "admin", rt.Server.AdminAddr(), "auth", o.Server.Auth)
+	for _, b := range append(o.Buckets, dlBucket) {
+		if err := rt.Stage.Retry(ctx, "minio", func() error { return rt.Store.EnsureBucket(ctx, b) }, nil); err != nil {
 			rt.Close()
 			return nil, err
 		}
@@ -92,33 +133,34 @@ func (rt *Runtime) Writer(topic string) (*kafka.Writer, error) {
 	return w, nil
 }
 
-// Consume runs h on topic in group until ctx ends, in the background; Wait waits for it.
-func (rt *Runtime) Consume(ctx context.Context, group, topic string, concurrency int, h func(context.Context, kafka.Message) error) error {
-	c, err := kafkax.NewConsumer(rt.Kafka, kafkax.ConsumerConfig{
-		Group: group, Topic: topic, Concurrency: concurrency, Logger: rt.Tel.Logger,
-	})
+// Consume runs h on cc.Topic in cc.Group until ctx ends, in the background (wrapped by the
+// Stage's Handle); Wait waits for it. The drain timeout and logger are the Runtime's.
+func (rt *Runtime) Consume(ctx context.Context, cc kafkax.ConsumerConfig, h func(context.Context, kafka.Message) error) (*kafkax.Consumer, error) {
+	cc.Logger, cc.DrainTimeout = rt.Tel.Logger, rt.DrainTimeout
+	c, err := kafkax.NewConsumer(rt.Kafka, cc)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	topic, group := cc.Topic, cc.Group
 	_, err = rt.Tel.Meter.Int64ObservableGauge("streamdet_consumer_lag", metric.WithDescription("messages behind the end of the topic"),
 		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
 			o.Observe(c.Lag(), metric.WithAttributes(attribute.String("topic", topic), attribute.String("group", group)))
 			return nil
 		}))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	rt.wg.Add(1)
 	go func() {
 		defer rt.wg.Done()
-		rt.Tel.Logger.Info("consuming", "topic", topic, "group", group, "concurrency", concurrency)
+		rt.Tel.Logger.Info("consuming", "topic", topic, "group", group, "concurrency", cc.Concurrency)
 		if err := c.Run(ctx, rt.Stage.Handle(h)); err != nil {
 			rt.errMu.Lock()
 			rt.errs = append(rt.errs, err)
 			rt.errMu.Unlock()
 		}
 	}()
-	return nil
+	return c, nil
 }
 
 // Wait blocks until every consumer has stopped (ctx ended and in-flight messages drained).
@@ -129,10 +171,13 @@ func (rt *Runtime) Wait() error {
 	return errors.Join(rt.errs...)
 }
 
-// Close stops the HTTP server and closes the writers (flushing what they hold).
+// Close stops the HTTP server and closes the writers (flushing what they hold), within what is
+// left of the drain timeout.
 func (rt *Runtime) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer rt.stopWork()
+	ctx, cancel := context.WithTimeout(context.Background(), rt.DrainTimeout)
 	defer cancel()
+	defer context.AfterFunc(rt.Work, cancel)()
 	var errs []error
 	if rt.Server != nil {
 		errs = append(errs, rt.Server.Shutdown(ctx))

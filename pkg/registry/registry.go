@@ -1,23 +1,27 @@
 // Package registry keeps versioned models in object storage: <name>/<version>/model.onnx and
 // beside it manifest.json (schemas/v1/manifest.schema.json) with the family, input size, class
 // names, sha256 digest, size, creation time, notes and source. A version, once pushed, is never
-// overwritten; whoever fetches a model gets bytes whose digest matched the manifest.
+// overwritten (each object is created conditionally, so two pushes of one version cannot both
+// succeed); whoever fetches a model gets bytes whose digest matched the manifest and — with a
+// Ledger — the digest recorded at push time outside the model bucket, so replacing both the
+// model and its manifest in the bucket does not make a version servable.
 package registry
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/minio/minio-go/v7"
 
+	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/objstore"
 )
 
@@ -27,9 +31,23 @@ var (
 	ErrExists = errors.New("registry: version already exists")
 	// ErrNotFound: no such model or version.
 	ErrNotFound = errors.New("registry: no such model version")
-	// ErrDigest: the bytes fetched do not match the manifest's sha256 (tampered or corrupt).
-	ErrDigest = errors.New("registry: model digest does not match its manifest")
+	// ErrDigest: the bytes fetched do not match the manifest's sha256 or the ledger's
+	// (tampered or corrupt).
+	ErrDigest = errors.New("registry: model digest does not match its manifest or its recorded digest")
+	// ErrUntrusted: the ledger holds no digest for the version (it was not pushed through the
+	// registry with a ledger), so it is not served.
+	ErrUntrusted = errors.New("registry: no digest recorded for this version at push time")
 )
+
+// Ledger records each version's digest where the model bucket's writers cannot change it (Redis
+// in streamdet: routing.Store).
+type Ledger interface {
+	// RecordDigest records version's sha256 if none is recorded yet; it returns ErrExists
+	// (wrapped) when a different digest is already recorded.
+	RecordDigest(ctx context.Context, model, version, sha256 string) error
+	// Digest returns the recorded sha256, or an error wrapping ErrNotFound.
+	Digest(ctx context.Context, model, version string) (string, error)
+}
 
 // Manifest describes one model version.
 type Manifest struct {
@@ -46,15 +64,22 @@ type Manifest struct {
 	Source      string    `json:"source,omitempty"`
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$`)
-
-// ValidName reports whether s can be a model name or version.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+// ValidName reports whether s can be a model name or version: the identifier grammar of
+// contract.IDPattern.
+func ValidName(s string) bool { return contract.ValidID(s) }
 
 // Registry is a models bucket.
 type Registry struct {
 	store  *objstore.Store
 	bucket string
+	ledger Ledger
+}
+
+// WithLedger returns the registry recording digests in l at push and checking them at fetch.
+func (r *Registry) WithLedger(l Ledger) *Registry {
+	c := *r
+	c.ledger = l
+	return &c
 }
 
 // New opens the registry in bucket (created if missing).
@@ -69,9 +94,13 @@ func key(name, version, file string) string { return name + "/" + version + "/" 
 
 // Push stores a new version: the model, then its manifest (whose presence makes the version
 // exist). The manifest's digest and size are computed here.
+//
+// With a ledger the digest is recorded there first. Then the model and the manifest are each
+// created only if absent (If-None-Match: *), so of two concurrent pushes of a version one fails
+// with ErrExists.
 func (r *Registry) Push(ctx context.Context, m Manifest, model []byte) (Manifest, error) {
-	if !ValidName(m.Name) || !ValidName(m.Version) {
-		return m, fmt.Errorf("registry: name %q and version %q must match %s", m.Name, m.Version, nameRE)
+	if err := contract.CheckIDs("model name", m.Name, "model version", m.Version); err != nil {
+		return m, fmt.Errorf("registry: %w", err)
 	}
 	if _, err := r.Manifest(ctx, m.Name, m.Version); err == nil {
 		return m, fmt.Errorf("%w: %s/%s", ErrExists, m.Name, m.Version)
@@ -83,15 +112,37 @@ func (r *Registry) Push(ctx context.Context, m Manifest, model []byte) (Manifest
 	if m.Created.IsZero() {
 		m.Created = time.Now().UTC()
 	}
-	if err := r.store.Put(ctx, r.bucket, key(m.Name, m.Version, "model.onnx"), model, "application/octet-stream"); err != nil {
+	if r.ledger != nil {
+		if err := r.ledger.RecordDigest(ctx, m.Name, m.Version, m.SHA256); err != nil {
+			return m, err
+		}
+	}
+	if err := r.create(ctx, key(m.Name, m.Version, "model.onnx"), model, "application/octet-stream"); err != nil {
 		return m, err
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
-	return m, r.store.Put(ctx, r.bucket, key(m.Name, m.Version, "manifest.json"), b, "application/json")
+	return m, r.create(ctx, key(m.Name, m.Version, "manifest.json"), b, "application/json")
+}
+
+// create writes an object only if it does not exist.
+func (r *Registry) create(ctx context.Context, k string, data []byte, contentType string) error {
+	opts := minio.PutObjectOptions{ContentType: contentType}
+	opts.SetMatchETagExcept("*")
+	_, err := r.store.Client().PutObject(ctx, r.bucket, k, bytes.NewReader(data), int64(len(data)), opts)
+	if e := minio.ToErrorResponse(err); e.Code == "PreconditionFailed" || e.StatusCode == 412 {
+		return fmt.Errorf("%w: %s (created concurrently)", ErrExists, k)
+	}
+	if err != nil {
+		return fmt.Errorf("registry: create %s: %w", k, err)
+	}
+	return nil
 }
 
 // Manifest reads a version's manifest.
 func (r *Registry) Manifest(ctx context.Context, name, version string) (Manifest, error) {
+	if err := contract.CheckIDs("model name", name, "model version", version); err != nil {
+		return Manifest{}, fmt.Errorf("registry: %w", err)
+	}
 	b, err := r.store.Get(ctx, r.bucket, key(name, version, "manifest.json"), 16<<20)
 	if errors.Is(err, objstore.ErrNotFound) {
 		return Manifest{}, fmt.Errorf("%w: %s/%s", ErrNotFound, name, version)
@@ -120,8 +171,21 @@ func (r *Registry) Fetch(ctx context.Context, name, version string) ([]byte, Man
 		return nil, m, err
 	}
 	sum := sha256.Sum256(b)
-	if got := hex.EncodeToString(sum[:]); got != m.SHA256 {
+	got := hex.EncodeToString(sum[:])
+	if got != m.SHA256 {
 		return nil, m, fmt.Errorf("%w: %s/%s is sha256 %s, manifest says %s", ErrDigest, name, version, got, m.SHA256)
+	}
+	if r.ledger != nil {
+		want, err := r.ledger.Digest(ctx, name, version)
+		if errors.Is(err, ErrNotFound) {
+			return nil, m, fmt.Errorf("%w: %s/%s", ErrUntrusted, name, version)
+		}
+		if err != nil {
+			return nil, m, fmt.Errorf("registry: recorded digest of %s/%s: %w", name, version, err)
+		}
+		if got != want {
+			return nil, m, fmt.Errorf("%w: %s/%s is sha256 %s, recorded at push %s", ErrDigest, name, version, got, want)
+		}
 	}
 	return b, m, nil
 }

@@ -11,6 +11,8 @@ import (
 	"hash/fnv"
 	"sort"
 	"time"
+
+	"github.com/streamdet/streamdet/pkg/contract"
 )
 
 // Arm names reported in detections messages.
@@ -51,17 +53,23 @@ type Route struct {
 	Revision int64     `json:"revision"`
 }
 
-// Validate checks the route.
+// MaxPins bounds a route's per-stream pins.
+const MaxPins = 100_000
+
+// MaxDocBytes bounds a route document read from Redis.
+const MaxDocBytes = 8 << 20
+
+// Validate checks the route: every identifier by the grammar of contract.IDPattern, weights and
+// sample in range, sizes bounded. A route read from Redis is validated before it is used.
 func (r *Route) Validate() error {
 	var errs []error
-	if r.Model == "" {
-		errs = append(errs, errors.New("route: model name is required"))
-	}
+	errs = append(errs, contract.CheckID("route: model", r.Model))
 	total := 0
 	seen := map[string]bool{}
 	for _, a := range r.Arms {
-		if a.Version == "" || a.Weight < 0 {
-			errs = append(errs, fmt.Errorf("route: arm %+v: version required, weight ≥ 0", a))
+		errs = append(errs, contract.CheckID("route: arm version", a.Version))
+		if a.Weight < 0 || a.Weight > 1_000_000 {
+			errs = append(errs, fmt.Errorf("route: arm %s: weight %d, want 0 to 1000000", a.Version, a.Weight))
 		}
 		if seen[a.Version] {
 			errs = append(errs, fmt.Errorf("route: version %s has two arms", a.Version))
@@ -72,13 +80,23 @@ func (r *Route) Validate() error {
 	if total <= 0 {
 		errs = append(errs, errors.New("route: the weights must add up to more than 0"))
 	}
-	if s := r.Shadow; s != nil && (s.Version == "" || s.Sample < 0 || s.Sample > 1) {
-		errs = append(errs, fmt.Errorf("route: shadow %+v: version required, sample in [0, 1]", *s))
+	if s := r.Shadow; s != nil {
+		errs = append(errs, contract.CheckID("route: shadow version", s.Version))
+		if !(s.Sample >= 0 && s.Sample <= 1) {
+			errs = append(errs, fmt.Errorf("route: shadow %s: sample %v, want [0, 1]", s.Version, s.Sample))
+		}
+	}
+	if len(r.Pins) > MaxPins {
+		errs = append(errs, fmt.Errorf("route: %d pins, at most %d", len(r.Pins), MaxPins))
 	}
 	for stream, v := range r.Pins {
-		if stream == "" || v == "" {
-			errs = append(errs, fmt.Errorf("route: pin %q=%q", stream, v))
-		}
+		errs = append(errs, contract.CheckID("route: pinned stream", stream), contract.CheckID("route: pinned version", v))
+	}
+	for v := range r.Warm {
+		errs = append(errs, contract.CheckID("route: warm version", v))
+	}
+	if len(r.Arms) > 64 {
+		errs = append(errs, fmt.Errorf("route: %d arms, at most 64", len(r.Arms)))
 	}
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package routing
 
 import (
 	"context"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/registry"
+	"github.com/streamdet/streamdet/pkg/tlsconf"
 )
 
 // RedisConfig is how detect and detctl reach Redis.
@@ -22,8 +23,8 @@ type RedisConfig struct {
 	// Username and Password: STREAMDET_REDIS_USERNAME (ACL user, optional), STREAMDET_REDIS_PASSWORD
 	// (or _FILE). A password is required: streamdet does not talk to an open Redis.
 	Username, Password string
-	// TLS: STREAMDET_REDIS_TLS=true.
-	TLS bool
+	// TLS: STREAMDET_REDIS_TLS=true, STREAMDET_REDIS_TLS_CA_FILE, _CERT_FILE, _KEY_FILE (see tlsconf).
+	TLS tlsconf.Config
 	// KeyPrefix: STREAMDET_REDIS_PREFIX, default "streamdet".
 	KeyPrefix string
 }
@@ -34,7 +35,7 @@ func RedisFromEnv(env envconf.Env) RedisConfig {
 		Addr:      env.String("STREAMDET_REDIS_ADDR", ""),
 		Username:  env.String("STREAMDET_REDIS_USERNAME", ""),
 		Password:  env.Secret("STREAMDET_REDIS_PASSWORD"),
-		TLS:       env.Bool("STREAMDET_REDIS_TLS", false),
+		TLS:       tlsconf.FromEnv(env, "STREAMDET_REDIS"),
 		KeyPrefix: env.String("STREAMDET_REDIS_PREFIX", "streamdet"),
 	}
 }
@@ -48,7 +49,7 @@ func (c RedisConfig) Validate() error {
 	if c.Password == "" {
 		errs = append(errs, errors.New("STREAMDET_REDIS_PASSWORD(_FILE) is required"))
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, c.TLS.Validate())...)
 }
 
 // Store keeps routes, version status and comparison statistics in Redis.
@@ -69,9 +70,11 @@ func NewStore(c RedisConfig) (*Store, error) {
 	}
 	o := &redis.Options{Addr: c.Addr, Username: c.Username, Password: c.Password,
 		DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second, MaxRetries: 1}
-	if c.TLS {
-		o.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	t, err := c.TLS.Client()
+	if err != nil {
+		return nil, err
 	}
+	o.TLSConfig = t
 	return &Store{rdb: redis.NewClient(o), prefix: c.KeyPrefix}, nil
 }
 
@@ -83,6 +86,10 @@ func (s *Store) k(parts ...string) string { return s.prefix + ":" + strings.Join
 // ErrNoRoute: no route is stored for the model.
 var ErrNoRoute = errors.New("routing: no route for this model")
 
+// ErrInvalidRoute: the route document stored for the model breaks its schema or the identifier
+// grammar. A watcher ignores it and keeps serving the last good route.
+var ErrInvalidRoute = errors.New("routing: invalid route document")
+
 // Get reads a model's route.
 func (s *Store) Get(ctx context.Context, model string) (*Route, error) {
 	b, err := s.rdb.Get(ctx, s.k("route", model)).Bytes()
@@ -92,9 +99,18 @@ func (s *Store) Get(ctx context.Context, model string) (*Route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("routing: get route %s: %w", model, err)
 	}
+	if len(b) > MaxDocBytes {
+		return nil, fmt.Errorf("%w: route %s is %d bytes, over %d", ErrInvalidRoute, model, len(b), MaxDocBytes)
+	}
 	var r Route
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("routing: route %s: %w", model, err)
+		return nil, fmt.Errorf("%w: route %s: %v", ErrInvalidRoute, model, err)
+	}
+	if err := r.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: route %s: %v", ErrInvalidRoute, model, err)
+	}
+	if r.Model != model {
+		return nil, fmt.Errorf("%w: route stored for %s names model %q", ErrInvalidRoute, model, r.Model)
 	}
 	return &r, nil
 }
@@ -109,7 +125,7 @@ func (s *Store) Set(ctx context.Context, r *Route) error {
 		old.Previous = nil
 		r.Previous = old
 		r.Revision = old.Revision + 1
-	} else if !errors.Is(err, ErrNoRoute) {
+	} else if !errors.Is(err, ErrNoRoute) && !errors.Is(err, ErrInvalidRoute) { // an invalid route is replaced
 		return err
 	}
 	r.Updated = time.Now().UTC()
@@ -167,6 +183,39 @@ type Status struct {
 	Error    string    `json:"error,omitempty"`
 	Instance string    `json:"instance"`
 	At       time.Time `json:"at"`
+}
+
+// RecordDigest records a version's sha256 digest once (HSETNX <prefix>:digest:<model>): the
+// registry's ledger, out of the model bucket's reach. Recording the same digest again is a no-op;
+// a different one is refused with registry.ErrExists.
+func (s *Store) RecordDigest(ctx context.Context, model, version, sha256 string) error {
+	ok, err := s.rdb.HSetNX(ctx, s.k("digest", model), version, sha256).Result()
+	if err != nil {
+		return fmt.Errorf("routing: record digest of %s/%s: %w", model, version, err)
+	}
+	if ok {
+		return nil
+	}
+	have, err := s.Digest(ctx, model, version)
+	if err != nil {
+		return err
+	}
+	if have != sha256 {
+		return fmt.Errorf("%w: %s/%s has digest %s recorded", registry.ErrExists, model, version, have)
+	}
+	return nil
+}
+
+// Digest returns a version's recorded digest (registry.ErrNotFound when none).
+func (s *Store) Digest(ctx context.Context, model, version string) (string, error) {
+	d, err := s.rdb.HGet(ctx, s.k("digest", model), version).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", fmt.Errorf("%w: no digest recorded for %s/%s", registry.ErrNotFound, model, version)
+	}
+	if err != nil {
+		return "", fmt.Errorf("routing: digest of %s/%s: %w", model, version, err)
+	}
+	return d, nil
 }
 
 // SetStatus records a version's state (the last instance to report wins).

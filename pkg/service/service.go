@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"sort"
@@ -94,22 +95,24 @@ func (h *Health) Check(ctx context.Context) (map[string]string, bool) {
 	return out, ok
 }
 
-// Server serves the service's HTTP endpoints.
+// Server serves the service's HTTP endpoints: data routes (added with Handle) behind the
+// Authenticator, and /healthz, /readyz and /metrics — unauthenticated, on the admin listener
+// when one is configured, else beside the data routes.
 type Server struct {
-	srv *http.Server
-	mux *http.ServeMux
-	ln  net.Listener
+	data, admin *http.Server
+	dataMux     *http.ServeMux
+	ln, adminLn net.Listener
 }
 
-// Listen binds addr (":8080", "127.0.0.1:0") and serves /healthz, /readyz and /metrics.
-func Listen(addr string, h *Health, metrics http.Handler) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
+// Listen binds the listeners of c and serves. auth guards the data routes.
+func Listen(c ServerConfig, auth *Authenticator, h *Health, metrics http.Handler) (*Server, error) {
+	t, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+	ops := http.NewServeMux()
+	ops.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	ops.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		state, ok := h.Check(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		if !ok {
@@ -118,18 +121,55 @@ func Listen(addr string, h *Health, metrics http.Handler) (*Server, error) {
 		json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": state})
 	})
 	if metrics != nil {
-		mux.Handle("GET /metrics", metrics)
+		ops.Handle("GET /metrics", metrics)
 	}
-	s := &Server{srv: &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}, mux: mux, ln: ln}
-	go s.srv.Serve(ln)
+	s := &Server{dataMux: http.NewServeMux()}
+	root := ops
+	if c.AdminAddr != "" {
+		if s.adminLn, err = listen(c.AdminAddr, nil); err != nil {
+			return nil, fmt.Errorf("admin listener %s: %w", c.AdminAddr, err)
+		}
+		s.admin = newHTTPServer(c, ops)
+		go s.admin.Serve(s.adminLn)
+		root = http.NewServeMux()
+	}
+	root.Handle("/", auth.Wrap(s.dataMux))
+	if s.ln, err = listen(c.Addr, t); err != nil {
+		if s.adminLn != nil {
+			s.adminLn.Close()
+		}
+		return nil, fmt.Errorf("listener %s: %w", c.Addr, err)
+	}
+	s.data = newHTTPServer(c, root)
+	go s.data.Serve(s.ln)
 	return s, nil
 }
 
-// Handle adds an endpoint.
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// Handle adds an authenticated data endpoint.
+func (s *Server) Handle(pattern string, h http.Handler) { s.dataMux.Handle(pattern, h) }
 
-// Addr is the address the server listens on.
+// Addr is the address of the data listener.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
-// Shutdown stops accepting requests and waits for those in progress.
-func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+// AdminAddr is the address of the admin listener, or the data listener's when there is none.
+func (s *Server) AdminAddr() string {
+	if s.adminLn != nil {
+		return s.adminLn.Addr().String()
+	}
+	return s.Addr()
+}
+
+// Shutdown stops accepting requests and waits for those in progress (until ctx ends, when the
+// remaining connections are closed).
+func (s *Server) Shutdown(ctx context.Context) error {
+	var errs []error
+	for _, srv := range []*http.Server{s.data, s.admin} {
+		if srv == nil {
+			continue
+		}
+		if err := srv.Shutdown(ctx); err != nil {
+			errs = append(errs, err, srv.Close())
+		}
+	}
+	return errors.Join(errs...)
+}

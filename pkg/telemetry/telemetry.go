@@ -24,12 +24,14 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.26.0"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
 // Telemetry is one service's tracer, meter, logger and metrics handler.
@@ -111,6 +113,9 @@ func logLevel() slog.Level {
 
 // Shutdown flushes spans and metrics.
 func (t *Telemetry) Shutdown(ctx context.Context) error {
+	if t.tp == nil {
+		return nil
+	}
 	return errors.Join(t.tp.Shutdown(ctx), t.mp.Shutdown(ctx))
 }
 
@@ -128,3 +133,12 @@ func (h traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
 	return traceHandler{h.Handler.WithAttrs(as)}
 }
 func (h traceHandler) WithGroup(n string) slog.Handler { return traceHandler{h.Handler.WithGroup(n)} }
+
+// Discard is telemetry that records nothing, for tests: spans and metrics are no-ops and logs
+// go nowhere. Shutdown is safe on it.
+func Discard() *Telemetry {
+	return &Telemetry{
+		Tracer: tracenoop.NewTracerProvider().Tracer("discard"), Meter: metricnoop.NewMeterProvider().Meter("discard"),
+		Logger: slog.New(slog.DiscardHandler), Metrics: http.NotFoundHandler(),
+	}
+}

@@ -30,13 +30,18 @@ import (
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/routing"
+	"github.com/streamdet/streamdet/pkg/service"
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
 
 // Config is detect's own configuration.
 type Config struct {
-	// HTTPAddr: STREAMDET_DETECT_ADDR, default :8082.
-	HTTPAddr string
+	// Server serves health and metrics: STREAMDET_DETECT_ADDR, default :8082 (see
+	// service.ServerConfig); detect serves no data.
+	Server service.ServerConfig
+	// FramesBucket is the only bucket frame references may name: STREAMDET_FRAMES_BUCKET,
+	// default frames.
+	FramesBucket string
 	// Group: STREAMDET_DETECT_GROUP, default streamdet-detect.
 	Group string
 	// Concurrency is frames in flight: STREAMDET_DETECT_CONCURRENCY, default 2 × sessions.
@@ -67,7 +72,8 @@ type Config struct {
 func ConfigFromEnv(env envconf.Env) (Config, error) {
 	format, ferr := engine.ParseFormat(env.String("STREAMDET_MODEL_FORMAT", "auto"))
 	c := Config{
-		HTTPAddr:     env.String("STREAMDET_DETECT_ADDR", ":8082"),
+		Server:       service.ServerFromEnv(env, "detect", ":8082"),
+		FramesBucket: env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Group:        env.String("STREAMDET_DETECT_GROUP", "streamdet-detect"),
 		ModelPath:    env.String("STREAMDET_MODEL_PATH", ""),
 		ModelURI:     env.String("STREAMDET_MODEL_URI", ""),
@@ -110,6 +116,10 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	if c.ModelName == "" && !c.Routed() {
 		c.ModelName = strings.TrimSuffix(filepath.Base(c.ModelPath+c.ModelURI), ".onnx")
 	}
+	if c.ModelName != "" {
+		errs = append(errs, contract.CheckID("STREAMDET_MODEL_NAME", c.ModelName))
+	}
+	errs = append(errs, contract.CheckID("STREAMDET_MODEL_VERSION", c.ModelVersion))
 	return c, errors.Join(errs...)
 }
 
@@ -133,14 +143,15 @@ type StatsRecorder interface {
 
 // Detector serves frames with the engines a Resolver picks.
 type Detector struct {
-	models     Resolver
-	stage      *pipeline.Stage
-	store      *objstore.Store
-	detections *kafka.Writer
-	shadow     *kafka.Writer
-	maxBytes   int64
-	stats      chan statSample
-	recorder   StatsRecorder
+	models       Resolver
+	stage        *pipeline.Stage
+	store        *objstore.Store
+	detections   *kafka.Writer
+	shadow       *kafka.Writer
+	maxBytes     int64
+	framesBucket string
+	stats        chan statSample
+	recorder     StatsRecorder
 
 	frames     metric.Int64Counter
 	latency    metric.Float64Histogram
@@ -156,12 +167,26 @@ type statSample struct {
 	a     *routing.Agreement
 }
 
-// New creates a Detector publishing on detections (and shadow results on shadow, which may be
-// nil when no shadow is ever routed). recorder may be nil.
-func New(models Resolver, stage *pipeline.Stage, store *objstore.Store, detections, shadow *kafka.Writer, maxBytes int, recorder StatsRecorder) (*Detector, error) {
-	d := &Detector{models: models, stage: stage, store: store, detections: detections, shadow: shadow,
-		maxBytes: int64(maxBytes), recorder: recorder, stats: make(chan statSample, 4096)}
-	m := stage.Tel.Meter
+// Options are what a Detector works with.
+type Options struct {
+	Models     Resolver
+	Stage      *pipeline.Stage
+	Store      *objstore.Store
+	Detections *kafka.Writer
+	// Shadow publishes shadow results; nil when no shadow is ever routed.
+	Shadow *kafka.Writer
+	// MaxBytes bounds a frame fetched; FramesBucket is the only bucket references may name.
+	MaxBytes     int
+	FramesBucket string
+	// Recorder receives per-frame statistics; may be nil.
+	Recorder StatsRecorder
+}
+
+// New creates a Detector.
+func New(o Options) (*Detector, error) {
+	d := &Detector{models: o.Models, stage: o.Stage, store: o.Store, detections: o.Detections, shadow: o.Shadow,
+		maxBytes: int64(o.MaxBytes), framesBucket: o.FramesBucket, recorder: o.Recorder, stats: make(chan statSample, 4096)}
+	m := o.Stage.Tel.Meter
 	var errs []error
 	var err error
 	d.frames, err = m.Int64Counter("streamdet_model_frames", metric.WithDescription("frames served, by model version and arm"))
@@ -208,22 +233,6 @@ func (d *Detector) record(s statSample) {
 	}
 }
 
-func validateRef(r contract.FrameRef) error {
-	var missing []string
-	for name, empty := range map[string]bool{
-		"frame_id": r.FrameID == "", "stream_id": r.StreamID == "", "bucket": r.Bucket == "", "key": r.Key == "",
-		"sha256": len(r.SHA256) != 64, "content_type": r.ContentType == "", "width": r.Width <= 0, "height": r.Height <= 0,
-	} {
-		if empty {
-			missing = append(missing, name)
-		}
-	}
-	if len(missing) > 0 {
-		return fmt.Errorf("frame reference without a valid %s", strings.Join(missing, ", "))
-	}
-	return nil
-}
-
 // Handle is the handler of the frames topic.
 func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 	if t, ok := kafkax.Header(m.Headers, contract.HeaderType); ok && t != contract.TypeFrameRef {
@@ -233,8 +242,8 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 	if err := json.Unmarshal(m.Value, &ref); err != nil {
 		return pipeline.Rejectf(contract.ReasonSchemaViolation, "frame reference: %v", err)
 	}
-	if err := validateRef(ref); err != nil {
-		return &pipeline.Reject{Reason: contract.ReasonSchemaViolation, Err: err}
+	if err := contract.ValidateFrameRef(ref, d.framesBucket); err != nil {
+		return err // classified: invalid_identifier, schema_violation or forbidden
 	}
 	span := trace.SpanFromContext(ctx)
 	span.SetAttributes(attribute.String("streamdet.frame_id", ref.FrameID), attribute.String("streamdet.stream_id", ref.StreamID))
@@ -245,12 +254,9 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		var gerr error
 		data, gerr = d.store.Get(ctx, ref.Bucket, ref.Key, d.maxBytes)
 		return gerr
-	}, func(err error) bool { return errors.Is(err, objstore.ErrNotFound) })
+	}, nil)
 	if err != nil {
-		if reason, ok := pipeline.RejectReason(err); ok {
-			return &pipeline.Reject{Reason: reason, Err: err}
-		}
-		return err
+		return err // permanent ones (missing, too large, forbidden) are dead-lettered
 	}
 	fetchTime := time.Since(t0)
 	d.stage.Step(ctx, "fetch", fetchTime)

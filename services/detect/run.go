@@ -9,6 +9,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/registry"
 	"github.com/streamdet/streamdet/pkg/routing"
@@ -26,7 +27,7 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 		rc = routing.RedisFromEnv(env)
 		cerr = errors.Join(cerr, rc.Validate())
 	}
-	rt, err := pipeline.Start(ctx, "detect", env, tel, cfg.HTTPAddr, cerr)
+	rt, err := pipeline.Start(ctx, env, tel, pipeline.Options{Name: "detect", Server: cfg.Server, ConfigErr: cerr})
 	if err != nil {
 		return err
 	}
@@ -53,7 +54,8 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 			return err
 		}
 		m := NewManager(ManagerConfig{
-			Name: cfg.ModelName, Registry: reg, Routes: store, Engine: cfg.Engine, UnloadGrace: cfg.UnloadGrace, Logger: tel.Logger,
+			// Served only if the digest matches the one recorded in Redis at push time.
+			Name: cfg.ModelName, Registry: reg.WithLedger(store), Routes: store, Engine: cfg.Engine, UnloadGrace: cfg.UnloadGrace, Logger: tel.Logger,
 			// Redis unreachable: keep serving the last route; degraded, not unready.
 			OnHealth: func(err error) { rt.Health.Degrade("routes", err) },
 		})
@@ -88,14 +90,15 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 		models = Static{Served: Served{Eng: eng, Model: ModelOf(cfg.ModelName, cfg.ModelVersion, eng), Arm: routing.ArmPrimary}}
 		rt.Health.Set("model", nil)
 	}
-	d, err := New(models, rt.Stage, rt.Store, detections, shadow, cfg.Engine.Limits.MaxBytes, recorder)
+	d, err := New(Options{Models: models, Stage: rt.Stage, Store: rt.Store, Detections: detections, Shadow: shadow,
+		MaxBytes: cfg.Engine.Limits.MaxBytes, FramesBucket: cfg.FramesBucket, Recorder: recorder})
 	if err != nil {
 		return err
 	}
 	sctx, stopStats := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopStats()
 	go d.RunStats(sctx)
-	if err := rt.Consume(ctx, cfg.Group, rt.Topics.Frames, cfg.Concurrency, d.Handle); err != nil {
+	if _, err := rt.Consume(ctx, kafkax.ConsumerConfig{Group: cfg.Group, Topic: rt.Topics.Frames, Concurrency: cfg.Concurrency}, d.Handle); err != nil {
 		return err
 	}
 	return rt.Wait()

@@ -5,15 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
-	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 )
 
@@ -56,6 +55,18 @@ func (in *Ingester) HandleEvent(ctx context.Context, m kafka.Message) error {
 		if err != nil || bucket == "" || key == "" {
 			return pipeline.Rejectf(contract.ReasonSchemaViolation, "bucket notification: bucket %q key %q", bucket, rec.S3.Object.Key)
 		}
+		if !slices.Contains(in.cfg.EventBuckets, bucket) {
+			return pipeline.Rejectf(contract.ReasonForbidden, "bucket notification from bucket %q, which is not in STREAMDET_INGEST_EVENT_BUCKETS", bucket)
+		}
+		// The stream id is the key's first segment; the rest of the key is not used in any
+		// key or path of ours.
+		stream, _, found := strings.Cut(key, "/")
+		if !found {
+			stream = "default"
+		}
+		if err := contract.CheckID("stream id (first segment of the object key)", stream); err != nil {
+			return &pipeline.Reject{Reason: contract.ReasonInvalidID, Err: err}
+		}
 		if rec.S3.Object.Size > int64(in.cfg.Limits.MaxBytes) {
 			return pipeline.Rejectf(contract.ReasonTooLarge, "object %s/%s is %d bytes, over %d", bucket, key, rec.S3.Object.Size, in.cfg.Limits.MaxBytes)
 		}
@@ -64,16 +75,9 @@ func (in *Ingester) HandleEvent(ctx context.Context, m kafka.Message) error {
 			var gerr error
 			data, gerr = in.store.Get(ctx, bucket, key, int64(in.cfg.Limits.MaxBytes))
 			return gerr
-		}, func(err error) bool { return errors.Is(err, objstore.ErrNotFound) })
-		if errors.Is(err, objstore.ErrNotFound) {
-			return &pipeline.Reject{Reason: contract.ReasonMissingObject, Err: err}
-		}
+		}, nil)
 		if err != nil {
-			return err
-		}
-		stream, _, found := strings.Cut(key, "/")
-		if !found {
-			stream = "default"
+			return err // permanent ones (missing, forbidden, over the limit) are dead-lettered
 		}
 		sum := sha256.Sum256([]byte(bucket + "/" + key + "/" + rec.S3.Object.ETag))
 		f := Frame{Data: data, StreamID: stream, FrameID: "s3-" + hex.EncodeToString(sum[:12]), CaptureTime: rec.EventTime, Sequence: m.Offset}

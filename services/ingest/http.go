@@ -20,6 +20,7 @@ import (
 
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/service"
 )
 
 // uploadResponse is the body of a 202 from POST /v1/frames.
@@ -31,16 +32,12 @@ type uploadResponse struct {
 	SHA256   string `json:"sha256"`
 }
 
-type errorResponse struct {
-	Error  string          `json:"error"`
-	Reason contract.Reason `json:"reason,omitempty"`
-}
-
 // ServeHTTP handles POST /v1/frames: a raw image body (stream id, frame id, capture time and
 // sequence in X-Stream-Id, X-Frame-Id, X-Capture-Time, X-Sequence) or multipart/form-data with
 // a file part "frame" and fields stream_id, frame_id, capture_time, sequence. It answers 202
-// with the frame id once the reference is durably on the frames topic; a refused frame gets
-// 400, 413 or 415 with the reason, and nothing is stored.
+// with the frame id once the reference is durably on the frames topic. A refused frame gets 400,
+// 403 (a stream the caller's token may not use), 413 or 415 with a reason code, and nothing is
+// stored; 503 means try again. Error bodies carry reason codes, never internal errors.
 func (in *Ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := in.stage.Tel.Tracer.Start(ctx, "POST /v1/frames", trace.WithSpanKind(trace.SpanKindServer))
@@ -48,6 +45,11 @@ func (in *Ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	in.stage.In.Add(ctx, 1)
 
 	f, err := in.readUpload(r)
+	if err == nil {
+		if p := service.PrincipalFrom(ctx); !p.MayUse(f.StreamID) {
+			err = pipeline.Rejectf(contract.ReasonForbidden, "stream %q is outside this token's scope", f.StreamID)
+		}
+	}
 	if err == nil {
 		var ref contract.FrameRef
 		if ref, err = in.Ingest(ctx, f); err == nil {
@@ -57,24 +59,42 @@ func (in *Ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	status, resp := http.StatusServiceUnavailable, errorResponse{Error: err.Error()}
+	status, reason, text := http.StatusServiceUnavailable, "unavailable", "the frame could not be stored now; try again"
 	var rej *pipeline.Reject
 	if errors.As(err, &rej) {
-		resp.Reason = rej.Reason
+		reason, text = string(rej.Reason), rejectText[rej.Reason]
 		switch rej.Reason {
 		case contract.ReasonTooLarge, contract.ReasonOversizedMessage:
 			status = http.StatusRequestEntityTooLarge
 		case contract.ReasonUnsupportedFormat:
 			status = http.StatusUnsupportedMediaType
+		case contract.ReasonForbidden:
+			status = http.StatusForbidden
 		default:
 			status = http.StatusBadRequest
 		}
+		if text == "" {
+			text = "the frame was refused"
+		}
+	} else {
+		w.Header().Set("Retry-After", "1")
 	}
-	span.SetStatus(codes.Error, err.Error())
+	in.stage.Tel.Logger.InfoContext(ctx, "upload refused", "status", status, "reason", reason, "err", err)
+	span.SetStatus(codes.Error, reason)
 	span.SetAttributes(attribute.Int("http.response.status_code", status))
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(resp)
+	service.WriteError(w, status, reason, text)
+}
+
+// rejectText is what a caller is told of each refusal: fixed texts, so that no internal detail
+// (object keys, server errors) reaches a client.
+var rejectText = map[contract.Reason]string{
+	contract.ReasonEmpty:             "the frame is empty",
+	contract.ReasonUnsupportedFormat: "the frame is not a JPEG or PNG image",
+	contract.ReasonCorruptImage:      "the image header is damaged",
+	contract.ReasonTooLarge:          "the frame is over the byte or pixel limit",
+	contract.ReasonSchemaViolation:   "a field of the request is malformed",
+	contract.ReasonInvalidID:         "stream id and frame id must match " + contract.IDPattern,
+	contract.ReasonForbidden:         "this credential may not publish to that stream",
 }
 
 func (in *Ingester) readUpload(r *http.Request) (Frame, error) {
@@ -145,8 +165,8 @@ func (in *Ingester) readUpload(r *http.Request) (Frame, error) {
 		rand.Read(b[:])
 		f.FrameID = "h-" + hex.EncodeToString(b[:])
 	}
-	if len(f.FrameID) > 256 || len(f.StreamID) > 256 {
-		return f, pipeline.Rejectf(contract.ReasonSchemaViolation, "frame id or stream id longer than 256 bytes")
+	if err := contract.CheckIDs("stream id", f.StreamID, "frame id", f.FrameID); err != nil {
+		return f, &pipeline.Reject{Reason: contract.ReasonInvalidID, Err: err}
 	}
 	return f, nil
 }

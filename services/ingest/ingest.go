@@ -26,12 +26,15 @@ import (
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/service"
 )
 
 // Config is ingest's own configuration (Kafka and object storage have theirs).
 type Config struct {
-	// HTTPAddr serves /v1/frames, /healthz, /readyz, /metrics. STREAMDET_INGEST_ADDR, default :8081.
-	HTTPAddr string
+	// Server serves POST /v1/frames (authenticated) and health and metrics:
+	// STREAMDET_INGEST_ADDR (default :8081), STREAMDET_INGEST_AUTH, STREAMDET_INGEST_TOKENS_FILE, ...
+	// (see service.ServerConfig).
+	Server service.ServerConfig
 	// Group is the consumer group. STREAMDET_INGEST_GROUP, default streamdet-ingest.
 	Group string
 	// Bucket holds frames. STREAMDET_FRAMES_BUCKET, default frames.
@@ -42,12 +45,16 @@ type Config struct {
 	Limits imageinfo.Limits
 	// Events enables the bucket-notification consumer. STREAMDET_INGEST_EVENTS, default true.
 	Events bool
+	// EventBuckets are the buckets whose notifications ingest acts on (comma-separated):
+	// STREAMDET_INGEST_EVENT_BUCKETS, default none. A notification naming any other bucket is
+	// dead-lettered as forbidden, so a message cannot make ingest read an arbitrary object.
+	EventBuckets []string
 }
 
 // ConfigFromEnv reads and validates the Config.
 func ConfigFromEnv(env envconf.Env) (Config, error) {
 	c := Config{
-		HTTPAddr:    env.String("STREAMDET_INGEST_ADDR", ":8081"),
+		Server:      service.ServerFromEnv(env, "ingest", ":8081"),
 		Group:       env.String("STREAMDET_INGEST_GROUP", "streamdet-ingest"),
 		Bucket:      env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Concurrency: env.Int("STREAMDET_INGEST_CONCURRENCY", 8),
@@ -55,7 +62,8 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 			MaxBytes:  env.Int("STREAMDET_MAX_FRAME_BYTES", 8<<20),
 			MaxPixels: env.Int("STREAMDET_MAX_FRAME_PIXELS", 50_000_000),
 		},
-		Events: env.Bool("STREAMDET_INGEST_EVENTS", true),
+		Events:       env.Bool("STREAMDET_INGEST_EVENTS", true),
+		EventBuckets: env.List("STREAMDET_INGEST_EVENT_BUCKETS", nil),
 	}
 	var errs []error
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
@@ -63,6 +71,11 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	}
 	if c.Limits.MaxBytes < 1 || c.Limits.MaxBytes > 256<<20 {
 		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_BYTES %d: must be in [1, 256 MiB]", c.Limits.MaxBytes))
+	}
+	for _, b := range c.EventBuckets {
+		if b == c.Bucket {
+			errs = append(errs, fmt.Errorf("STREAMDET_INGEST_EVENT_BUCKETS: %s is the frames bucket (ingest would ingest its own output)", b))
+		}
 	}
 	if c.Limits.MaxPixels < 1 {
 		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_PIXELS %d: must be positive", c.Limits.MaxPixels))
@@ -96,6 +109,9 @@ func New(cfg Config, stage *pipeline.Stage, store *objstore.Store, frames *kafka
 // anything else is retried inside until ctx ends.
 func (in *Ingester) Ingest(ctx context.Context, f Frame) (contract.FrameRef, error) {
 	span := trace.SpanFromContext(ctx)
+	if err := contract.CheckIDs("stream id", f.StreamID, "frame id", f.FrameID); err != nil {
+		return contract.FrameRef{}, &pipeline.Reject{Reason: contract.ReasonInvalidID, Err: err}
+	}
 	cfg, err := imageinfo.DecodeConfig(f.Data, in.cfg.Limits)
 	if err != nil {
 		reason, _ := pipeline.RejectReason(err)
@@ -105,7 +121,7 @@ func (in *Ingester) Ingest(ctx context.Context, f Frame) (contract.FrameRef, err
 	digest := hex.EncodeToString(sum[:])
 	ref := contract.FrameRef{
 		FrameID: f.FrameID, StreamID: f.StreamID, CaptureTime: f.CaptureTime.UTC(), Sequence: f.Sequence,
-		Bucket: in.cfg.Bucket, Key: "sha256/" + digest[:2] + "/" + digest + cfg.Format.Ext(),
+		Bucket: in.cfg.Bucket, Key: contract.FrameKey(digest, cfg.Format.Ext()),
 		ContentType: cfg.Format.ContentType(), Width: cfg.Width, Height: cfg.Height,
 		Size: int64(len(f.Data)), SHA256: digest,
 	}
@@ -114,7 +130,7 @@ func (in *Ingester) Ingest(ctx context.Context, f Frame) (contract.FrameRef, err
 	// Content-addressed: storing the same bytes twice writes the same object.
 	if err := in.stage.Retry(ctx, "minio", func() error {
 		return in.store.Put(ctx, ref.Bucket, ref.Key, f.Data, ref.ContentType)
-	}, func(error) bool { return false }); err != nil {
+	}, nil); err != nil {
 		return contract.FrameRef{}, err
 	}
 	in.stage.Step(ctx, "put", time.Since(t0))
@@ -150,9 +166,6 @@ func (in *Ingester) HandleRaw(ctx context.Context, m kafka.Message) error {
 			f.Sequence = n
 		}
 	}
-	if len(f.FrameID) > 256 || len(f.StreamID) > 256 {
-		return pipeline.Rejectf(contract.ReasonSchemaViolation, "frame id or stream id longer than 256 bytes")
-	}
-	_, err := in.Ingest(ctx, f)
+	_, err := in.Ingest(ctx, f) // checks the ids
 	return err
 }

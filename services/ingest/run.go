@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/telemetry"
 )
@@ -14,7 +15,9 @@ import (
 // detctl dev runs it in-process against embedded servers.
 func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 	cfg, cerr := ConfigFromEnv(env)
-	rt, err := pipeline.Start(ctx, "ingest", env, tel, cfg.HTTPAddr, cerr, cfg.Bucket)
+	rt, err := pipeline.Start(ctx, env, tel, pipeline.Options{
+		Name: "ingest", Server: cfg.Server, ServesData: true, ConfigErr: cerr, Buckets: []string{cfg.Bucket},
+	})
 	if err != nil {
 		return err
 	}
@@ -25,9 +28,9 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 	}
 	in := New(cfg, rt.Stage, rt.Store, frames)
 	rt.Server.Handle("POST /v1/frames", in)
-	err = rt.Consume(ctx, cfg.Group, rt.Topics.Raw, cfg.Concurrency, in.HandleRaw)
+	_, err = rt.Consume(ctx, kafkax.ConsumerConfig{Group: cfg.Group, Topic: rt.Topics.Raw, Concurrency: cfg.Concurrency}, in.HandleRaw)
 	if err == nil && cfg.Events {
-		err = rt.Consume(ctx, cfg.Group+"-events", rt.Topics.Events, cfg.Concurrency, in.HandleEvent)
+		_, err = rt.Consume(ctx, kafkax.ConsumerConfig{Group: cfg.Group + "-events", Topic: rt.Topics.Events, Concurrency: cfg.Concurrency}, in.HandleEvent)
 	}
 	return errors.Join(err, rt.Wait())
 }

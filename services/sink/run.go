@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/telemetry"
 )
@@ -17,15 +18,17 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 	if cfg.Annotate && cfg.AnnotatedBucket != "" {
 		buckets = append(buckets, cfg.AnnotatedBucket)
 	}
-	rt, err := pipeline.Start(ctx, "sink", env, tel, cfg.HTTPAddr, cerr, buckets...)
+	rt, err := pipeline.Start(ctx, env, tel, pipeline.Options{
+		Name: "sink", Server: cfg.Server, ServesData: cfg.Annotate, ConfigErr: cerr, Buckets: buckets,
+	})
 	if err != nil {
 		return err
 	}
 	defer rt.Close()
-	s := New(cfg, rt.Stage, rt.Store)
+	s := New(rt.Work, cfg, rt.Stage, rt.Store, rt.Topics.Detections)
 	go s.Run()
 	if cfg.Annotate {
-		s.view = NewView(rt.Store, cfg.AnnotatedBucket, cfg.TraceURL)
+		s.view = NewView(ViewConfig{Store: rt.Store, FramesBucket: cfg.FramesBucket, Bucket: cfg.AnnotatedBucket, TraceURL: cfg.TraceURL})
 		vctx, stopView := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopView()
 		go s.view.Run(vctx)
@@ -33,9 +36,15 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 		tel.Logger.Info("live view", "url", "http://"+rt.Server.Addr()+"/")
 	}
 	// Concurrency = batch size: the rows of a batch wait together for their flush.
-	if err := rt.Consume(ctx, cfg.Group, rt.Topics.Detections, cfg.BatchRows, s.Handle); err != nil {
+	c, err := rt.Consume(ctx, kafkax.ConsumerConfig{
+		Group: cfg.Group, Topic: rt.Topics.Detections, Concurrency: cfg.BatchRows, OnAssign: s.Assigned,
+	}, s.Handle)
+	if err != nil {
 		return err
 	}
+	s.flushMu.Lock()
+	s.committed = c.Committed
+	s.flushMu.Unlock()
 	err = rt.Wait()
 	s.Close()
 	return err

@@ -1,9 +1,11 @@
 // Package sink is streamdet's last stage: it makes detections durable where analytics tools read
 // them directly — newline-delimited JSON objects in object storage, partitioned by date and
-// stream (dt=2026-11-27/stream=cam-1/…) — flushing by size or time. A message is acknowledged
-// (its offset committed) only once the file holding it is written, and a row is written once
-// per (frame id, model, version): a redelivered batch rewrites the same object, and a duplicate
-// detections message from upstream is dropped.
+// stream (dt=2026-11-27/stream=cam-1/p003-….ndjson) — flushing by size or time. A message is
+// acknowledged (its offset committed) only once the file holding it is written, and the files
+// hold each (stream, frame, model, version) exactly once, after any crash: a write-ahead journal
+// per Kafka partition lets a restarted sink undo what it wrote past the committed offset before
+// writing it again (see journal.go), and a duplicate detections message from upstream is dropped
+// by a de-duplication set seeded from the journal.
 package sink
 
 import (
@@ -24,12 +26,17 @@ import (
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/service"
 )
 
 // Config is the sink's own configuration.
 type Config struct {
-	// HTTPAddr: STREAMDET_SINK_ADDR, default :8083.
-	HTTPAddr string
+	// Server serves the live view (authenticated) and health and metrics: STREAMDET_SINK_ADDR
+	// (default :8083), STREAMDET_SINK_AUTH, STREAMDET_SINK_TOKENS_FILE, ... (see service.ServerConfig).
+	Server service.ServerConfig
+	// FramesBucket is the only bucket the annotator reads frames from: STREAMDET_FRAMES_BUCKET,
+	// default frames.
+	FramesBucket string
 	// Group: STREAMDET_SINK_GROUP, default streamdet-sink.
 	Group string
 	// Bucket: STREAMDET_DETECTIONS_BUCKET, default detections.
@@ -39,9 +46,12 @@ type Config struct {
 	// FlushInterval flushes a non-empty batch this long after its first row:
 	// STREAMDET_SINK_FLUSH_INTERVAL, default 2s.
 	FlushInterval time.Duration
-	// DedupeKeys is how many recent (frame, model, version) keys are remembered:
+	// DedupeKeys is how many recent (stream, frame, model, version) keys are remembered:
 	// STREAMDET_SINK_DEDUPE_KEYS, default 200000.
 	DedupeKeys int
+	// JournalBatches is how many journal entries (batches) each partition keeps once committed;
+	// their keys seed the de-duplication set at start: STREAMDET_SINK_JOURNAL_BATCHES, default 64.
+	JournalBatches int
 	// Annotate renders annotated frames for the live view and, when AnnotatedBucket is set, to
 	// object storage: STREAMDET_SINK_ANNOTATE (default false), STREAMDET_ANNOTATED_BUCKET
 	// (default annotated; "none" keeps them in memory only).
@@ -55,7 +65,9 @@ type Config struct {
 // ConfigFromEnv reads and validates the Config.
 func ConfigFromEnv(env envconf.Env) (Config, error) {
 	c := Config{
-		HTTPAddr:        env.String("STREAMDET_SINK_ADDR", ":8083"),
+		Server:          service.ServerFromEnv(env, "sink", ":8083"),
+		FramesBucket:    env.String("STREAMDET_FRAMES_BUCKET", "frames"),
+		JournalBatches:  env.Int("STREAMDET_SINK_JOURNAL_BATCHES", 64),
 		Group:           env.String("STREAMDET_SINK_GROUP", "streamdet-sink"),
 		Bucket:          env.String("STREAMDET_DETECTIONS_BUCKET", "detections"),
 		BatchRows:       env.Int("STREAMDET_SINK_BATCH_ROWS", 256),
@@ -75,9 +87,14 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	if c.FlushInterval < 10*time.Millisecond || c.FlushInterval > time.Hour {
 		errs = append(errs, fmt.Errorf("STREAMDET_SINK_FLUSH_INTERVAL %s: must be in [10ms, 1h]", c.FlushInterval))
 	}
-	if c.DedupeKeys < 1000 {
-		errs = append(errs, fmt.Errorf("STREAMDET_SINK_DEDUPE_KEYS %d: must be at least 1000", c.DedupeKeys))
+	if c.DedupeKeys < 1000 || c.DedupeKeys > 10_000_000 {
+		errs = append(errs, fmt.Errorf("STREAMDET_SINK_DEDUPE_KEYS %d: must be in [1000, 10000000]", c.DedupeKeys))
 	}
+	if c.JournalBatches < 1 || c.JournalBatches > 100_000 {
+		errs = append(errs, fmt.Errorf("STREAMDET_SINK_JOURNAL_BATCHES %d: must be in [1, 100000]", c.JournalBatches))
+	}
+	// The group names a journal prefix: one identifier, never a path.
+	errs = append(errs, contract.CheckID("STREAMDET_SINK_GROUP", c.Group))
 	return c, errors.Join(errs...)
 }
 
@@ -90,29 +107,68 @@ type row struct {
 	done      chan error
 }
 
+// maxObjectBytes bounds an object the sink reads back (a batch of rows).
+const maxObjectBytes = 1 << 30
+
 // Sink batches rows and writes them.
 type Sink struct {
-	cfg   Config
-	view  *View // nil unless annotating
-	stage *pipeline.Stage
-	store *objstore.Store
-	now   func() time.Time
+	cfg     Config
+	view    *View // nil unless annotating
+	stage   *pipeline.Stage
+	store   *objstore.Store
+	journal *journal
+	now     func() time.Time
+	// work bounds every write: it ends a drain timeout after the service's context.
+	work context.Context
+	// committed reports the consumer's committed offset of a partition (for journal trimming).
+	committed func(partition int) (int64, bool)
 
 	mu    sync.Mutex
 	batch []*row
 	first time.Time // when the batch's first row arrived
 	kick  chan struct{}
-	seen  *fifoSet
-	stop  chan struct{}
-	done  chan struct{}
+
+	flushMu sync.Mutex // one flush or recovery at a time; guards seen and journal
+	seen    *fifoSet
+
+	stop chan struct{}
+	done chan struct{}
 }
 
-// New creates a Sink; call Run in the background and Close after the consumer has stopped.
-func New(cfg Config, stage *pipeline.Stage, store *objstore.Store) *Sink {
+// New creates a Sink writing to cfg.Bucket with journal entries under group/topic; call Run in
+// the background and Close after the consumer has stopped. work bounds its writes.
+func New(work context.Context, cfg Config, stage *pipeline.Stage, store *objstore.Store, topic string) *Sink {
 	return &Sink{
-		cfg: cfg, stage: stage, store: store, now: time.Now, kick: make(chan struct{}, 1),
+		cfg: cfg, stage: stage, store: store, journal: newJournal(store, cfg.Bucket, cfg.Group, topic),
+		now: time.Now, work: work, kick: make(chan struct{}, 1), committed: func(int) (int64, bool) { return 0, false },
 		seen: newFIFOSet(cfg.DedupeKeys), stop: make(chan struct{}), done: make(chan struct{}),
 	}
+}
+
+// Assigned is the consumer's OnAssign hook: before any row of partition p is handled from offset
+// on, it undoes what the journal says was written at or after offset, and seeds the
+// de-duplication set with what stays written. Transient failures are retried until the work
+// context ends.
+func (s *Sink) Assigned(ctx context.Context, p int, offset int64) error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	var kept, undone []string
+	err := s.stage.Retry(ctx, "minio", func() error {
+		var err error
+		kept, undone, err = s.journal.recover(ctx, p, offset)
+		return err
+	}, nil)
+	if err != nil {
+		return fmt.Errorf("recover partition %d from the journal: %w", p, err)
+	}
+	for _, k := range undone {
+		s.seen.remove(k)
+	}
+	for _, k := range kept {
+		s.seen.add(k)
+	}
+	s.stage.Tel.Logger.Info("partition assigned", "partition", p, "offset", offset, "rows_kept", len(kept), "rows_undone", len(undone))
+	return nil
 }
 
 // Handle is the handler of the detections topic: it returns once the row is durably written.
@@ -121,8 +177,8 @@ func (s *Sink) Handle(ctx context.Context, m kafka.Message) error {
 	if err := json.Unmarshal(m.Value, &det); err != nil {
 		return pipeline.Rejectf(contract.ReasonSchemaViolation, "detections: %v", err)
 	}
-	if det.FrameID == "" || det.StreamID == "" || det.Model.Name == "" || det.Model.Version == "" {
-		return pipeline.Rejectf(contract.ReasonSchemaViolation, "detections without frame_id, stream_id or model name/version")
+	if err := contract.CheckIDs("stream id", det.StreamID, "frame id", det.FrameID, "model name", det.Model.Name, "model version", det.Model.Version); err != nil {
+		return &pipeline.Reject{Reason: contract.ReasonInvalidID, Err: err}
 	}
 	if s.view != nil {
 		s.view.Offer(det)
@@ -130,8 +186,7 @@ func (s *Sink) Handle(ctx context.Context, m kafka.Message) error {
 	_, span := s.stage.Tel.Tracer.Start(ctx, "sink write", trace.WithAttributes(
 		attribute.String("streamdet.frame_id", det.FrameID), attribute.String("streamdet.stream_id", det.StreamID)))
 	defer span.End()
-	r := &row{key: det.FrameID + "\x00" + det.Model.Name + "\x00" + det.Model.Version, det: det, raw: m.Value,
-		partition: m.Partition, offset: m.Offset, done: make(chan error, 1)}
+	r := &row{key: dedupeKey(det), det: det, raw: m.Value, partition: m.Partition, offset: m.Offset, done: make(chan error, 1)}
 	s.mu.Lock()
 	if len(s.batch) == 0 {
 		s.first = s.now()
@@ -171,7 +226,7 @@ func (s *Sink) Run() {
 	}
 }
 
-// Close flushes what is left and stops Run.
+// Close flushes what is left (within the work context) and stops Run.
 func (s *Sink) Close() {
 	close(s.stop)
 	<-s.done
@@ -186,88 +241,118 @@ func (s *Sink) flush(force bool) {
 	batch := s.batch
 	s.batch = nil
 	s.mu.Unlock()
-	err := s.write(batch)
+	s.flushMu.Lock()
+	errs := s.write(batch)
+	s.flushMu.Unlock()
 	for _, r := range batch {
-		r.done <- err
+		r.done <- errs[r]
 	}
 }
 
-// objectKey is where a group of rows goes: date and stream partitions, named after the first
-// Kafka position in the group, so a batch delivered again after a crash rewrites its object.
+// objectKey is where a group of rows goes: date and stream partitions (both validated: a date
+// and an identifier), then the Kafka partition and the first offset of the group.
 func objectKey(date, stream string, partition int, offset int64) string {
-	return fmt.Sprintf("dt=%s/stream=%s/p%03d-%012d.ndjson", date, stream, partition, offset)
+	return fmt.Sprintf("dt=%s/stream=%s/p%03d-%020d.ndjson", date, stream, partition, offset)
 }
 
-func (s *Sink) write(batch []*row) error {
-	ctx := context.Background()
-	type group struct {
-		rows         []*row
-		part         int
-		first        int64
-		date, stream string
-	}
-	groups := map[string]*group{}
+type group struct {
+	key  string
+	rows []*row
+}
+
+// write writes a batch: per Kafka partition, the journal entry first, then the objects. It
+// returns each row's outcome (nil: written, or a duplicate of a written row).
+func (s *Sink) write(batch []*row) map[*row]error {
+	ctx := s.work
+	out := map[*row]error{}
+	// Rows of a partition, in offset order; duplicates (of rows written before, or within the
+	// batch) are dropped here.
+	sort.SliceStable(batch, func(i, j int) bool {
+		a, b := batch[i], batch[j]
+		return a.partition < b.partition || a.partition == b.partition && a.offset < b.offset
+	})
+	byPart := map[int][]*row{}
 	inBatch := map[string]bool{}
-	var fresh []*row
 	for _, r := range batch {
 		if s.seen.has(r.key) || inBatch[r.key] {
 			continue // written before: a duplicate from upstream
 		}
 		inBatch[r.key] = true
-		fresh = append(fresh, r)
-		date := r.det.CaptureTime.UTC().Format("2006-01-02")
-		gk := date + "/" + r.det.StreamID
-		g := groups[gk]
-		if g == nil {
-			g = &group{part: r.partition, first: r.offset, date: date, stream: r.det.StreamID}
-			groups[gk] = g
-		}
-		if r.partition < g.part || r.partition == g.part && r.offset < g.first {
-			g.part, g.first = r.partition, r.offset
-		}
-		g.rows = append(g.rows, r)
+		byPart[r.partition] = append(byPart[r.partition], r)
 	}
-	keys := make([]string, 0, len(groups))
-	for k := range groups {
-		keys = append(keys, k)
+	parts := make([]int, 0, len(byPart))
+	for p := range byPart {
+		parts = append(parts, p)
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		g := groups[k]
-		sort.Slice(g.rows, func(i, j int) bool {
-			a, b := g.rows[i], g.rows[j]
-			return a.partition < b.partition || a.partition == b.partition && a.offset < b.offset
-		})
-		var buf bytes.Buffer
-		for _, r := range g.rows {
-			buf.Write(bytes.TrimSpace(r.raw))
-			buf.WriteByte('\n')
+	sort.Ints(parts)
+	written := 0
+	for _, p := range parts {
+		rows := byPart[p]
+		groups := map[string]*group{}
+		var order []*group
+		e := &journalEntry{Partition: p, First: rows[0].offset, Last: rows[len(rows)-1].offset}
+		index := map[*group]int{}
+		for _, r := range rows {
+			gk := objectKey(r.det.CaptureTime.UTC().Format("2006-01-02"), r.det.StreamID, p, 0)
+			g := groups[gk]
+			if g == nil {
+				// Named after the group's first offset: rows are in offset order.
+				g = &group{key: objectKey(r.det.CaptureTime.UTC().Format("2006-01-02"), r.det.StreamID, p, r.offset)}
+				groups[gk] = g
+				index[g] = len(e.Objects)
+				e.Objects = append(e.Objects, g.key)
+				order = append(order, g)
+			}
+			g.rows = append(g.rows, r)
+			e.Rows = append(e.Rows, jrow{Offset: r.offset, Key: r.key, Object: index[g]})
 		}
-		key := objectKey(g.date, g.stream, g.part, g.first)
-		t0 := time.Now()
-		if err := s.stage.Retry(ctx, "minio", func() error {
-			return s.store.Put(ctx, s.cfg.Bucket, key, buf.Bytes(), "application/x-ndjson")
-		}, func(error) bool { return false }); err != nil {
-			return err
+		fail := func(rows []*row, err error) {
+			for _, r := range rows {
+				out[r] = err
+			}
 		}
-		s.stage.Step(ctx, "write", time.Since(t0))
+		if err := s.stage.Retry(ctx, "minio", func() error { return s.journal.write(ctx, e) }, nil); err != nil {
+			fail(rows, fmt.Errorf("journal: %w", err))
+			continue
+		}
+		for _, g := range order {
+			var buf bytes.Buffer
+			for _, r := range g.rows {
+				buf.Write(bytes.TrimSpace(r.raw))
+				buf.WriteByte('\n')
+			}
+			t0 := time.Now()
+			if err := s.stage.Retry(ctx, "minio", func() error {
+				return s.store.Put(ctx, s.cfg.Bucket, g.key, buf.Bytes(), "application/x-ndjson")
+			}, nil); err != nil {
+				fail(g.rows, err)
+				continue
+			}
+			s.stage.Step(ctx, "write", time.Since(t0))
+			for _, r := range g.rows {
+				s.seen.add(r.key)
+			}
+			written += len(g.rows)
+		}
+		s.journal.add(e)
+		c, ok := s.committed(p)
+		if err := s.journal.trim(ctx, p, s.cfg.JournalBatches, c, ok); err != nil {
+			s.stage.Tel.Logger.Warn("trimming the journal", "partition", p, "err", err) // retried at the next flush
+		}
 	}
-	for _, r := range fresh {
-		s.seen.add(r.key)
-	}
-	s.stage.Out.Add(ctx, int64(len(fresh)))
-	return nil
+	s.stage.Out.Add(ctx, int64(written))
+	return out
 }
 
 // fifoSet remembers the last n keys.
 type fifoSet struct {
-	keys map[string]struct{}
+	keys map[string]int // key → its slot in ring
 	ring []string
 	next int
 }
 
 func newFIFOSet(n int) *fifoSet {
-	return &fifoSet{keys: make(map[string]struct{}, n), ring: make([]string, n)}
+	return &fifoSet{keys: make(map[string]int, n), ring: make([]string, n)}
 }
 
 func (f *fifoSet) has(k string) bool { _, ok := f.keys[k]; return ok }
@@ -276,10 +361,18 @@ func (f *fifoSet) add(k string) {
 	if f.has(k) {
 		return
 	}
-	if old := f.ring[f.next]; old != "" {
+	if old := f.ring[f.next]; old != "" && f.keys[old] == f.next {
 		delete(f.keys, old)
 	}
 	f.ring[f.next] = k
-	f.keys[k] = struct{}{}
+	f.keys[k] = f.next
 	f.next = (f.next + 1) % len(f.ring)
+}
+
+// remove forgets k.
+func (f *fifoSet) remove(k string) {
+	if i, ok := f.keys[k]; ok {
+		f.ring[i] = ""
+		delete(f.keys, k)
+	}
 }

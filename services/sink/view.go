@@ -1,10 +1,14 @@
 package sink
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -18,16 +22,25 @@ import (
 //go:embed view.html
 var viewHTML []byte
 
+// viewCSP allows the page's own inline script (by its digest) and same-origin fetches and
+// images, nothing else: a stream id that smuggled markup past the page's text-only rendering
+// still could not run a script.
+var viewCSP = func() string {
+	_, rest, _ := bytes.Cut(viewHTML, []byte("<script>"))
+	script, _, _ := bytes.Cut(rest, []byte("</script>"))
+	sum := sha256.Sum256(script)
+	return "default-src 'none'; script-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
+		"'; style-src 'unsafe-inline'; img-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+}()
+
 // View renders annotated frames (to object storage and memory) and serves the live view: the
 // latest annotated frame of each stream and, per model version and arm, frames per second,
 // latency p50/p99 and detections per frame. Rendering is best effort and never holds up the
 // pipeline: when it falls behind, frames are skipped (and counted).
 type View struct {
-	store    *objstore.Store
-	bucket   string // annotated frames; "" keeps them in memory only
-	traceURL string // e.g. http://jaeger:16686/trace/{trace_id}
-	queue    chan contract.Detections
-	now      func() time.Time
+	cfg   ViewConfig
+	queue chan contract.Detections
+	now   func() time.Time
 
 	mu      sync.Mutex
 	latest  map[string]*streamView
@@ -39,6 +52,7 @@ type streamView struct {
 	JPEG []byte              `json:"-"`
 	Det  contract.Detections `json:"-"`
 	Info map[string]any      `json:"info"`
+	at   time.Time
 }
 
 type served struct {
@@ -47,10 +61,43 @@ type served struct {
 	dets      int
 }
 
+// ViewConfig configures a View.
+type ViewConfig struct {
+	Store *objstore.Store
+	// FramesBucket is the only bucket frames are read from (content-addressed keys only).
+	FramesBucket string
+	// Bucket receives annotated frames at <stream>/<frame>/<model>/<version>.jpg; "" keeps
+	// them in memory only.
+	Bucket string
+	// TraceURL links to traces, e.g. http://jaeger:16686/trace/{trace_id}.
+	TraceURL string
+	// MaxStreams bounds the streams shown (default 256): the least recently updated goes first.
+	MaxStreams int
+	// TTL drops a stream not updated for this long (default 10m).
+	TTL time.Duration
+}
+
+// maxVersionRows bounds the per-version statistics kept.
+const maxVersionRows = 64
+
 // NewView creates a View; Run renders, Handler serves.
-func NewView(store *objstore.Store, bucket, traceURL string) *View {
-	return &View{store: store, bucket: bucket, traceURL: traceURL, queue: make(chan contract.Detections, 64), now: time.Now,
+func NewView(c ViewConfig) *View {
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 256
+	}
+	if c.TTL <= 0 {
+		c.TTL = 10 * time.Minute
+	}
+	return &View{cfg: c, queue: make(chan contract.Detections, 64), now: time.Now,
 		latest: map[string]*streamView{}, served: map[string][]served{}}
+}
+
+var traceIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
+
+// AnnotatedKey is where the annotated frame of (stream, frame, model, version) is stored: one
+// object per row identity, so a frame rendered again overwrites itself.
+func AnnotatedKey(d contract.Detections) string {
+	return d.StreamID + "/" + d.FrameID + "/" + d.Model.Name + "/" + d.Model.Version + ".jpg"
 }
 
 // Offer queues a frame's detections for rendering, or skips it when rendering is behind.
@@ -76,6 +123,9 @@ func (v *View) observe(d contract.Detections) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.now()
+	if _, ok := v.served[key]; !ok && len(v.served) >= maxVersionRows {
+		return
+	}
 	s := append(v.served[key], served{at: now, latencyMS: lat, dets: len(d.Detections)})
 	for len(s) > 0 && now.Sub(s[0].at) > 30*time.Second {
 		s = s[1:]
@@ -96,7 +146,12 @@ func (v *View) Run(ctx context.Context) {
 }
 
 func (v *View) render(ctx context.Context, d contract.Detections) {
-	frame, err := v.store.Get(ctx, d.Frame.Bucket, d.Frame.Key, 64<<20)
+	// The message names the frame: read it only if it is a frame ingest wrote. Handle has
+	// checked the identifiers.
+	if contract.ValidateFrameRef(d.Frame, v.cfg.FramesBucket) != nil || d.Frame.StreamID != d.StreamID || d.Frame.FrameID != d.FrameID {
+		return
+	}
+	frame, err := v.cfg.Store.Get(ctx, d.Frame.Bucket, d.Frame.Key, 64<<20)
 	if err != nil {
 		return
 	}
@@ -104,8 +159,11 @@ func (v *View) render(ctx context.Context, d contract.Detections) {
 	if err != nil {
 		return
 	}
-	if v.bucket != "" {
-		v.store.Put(ctx, v.bucket, d.StreamID+"/"+d.FrameID+".jpg", img, "image/jpeg")
+	if v.cfg.Bucket != "" {
+		v.cfg.Store.Put(ctx, v.cfg.Bucket, AnnotatedKey(d), img, "image/jpeg")
+	}
+	if !traceIDRE.MatchString(d.TraceID) {
+		d.TraceID = ""
 	}
 	labels := map[string]int{}
 	for _, o := range d.Detections {
@@ -116,12 +174,34 @@ func (v *View) render(ctx context.Context, d contract.Detections) {
 		"detected": d.DetectedAt, "model": d.Model.Name + "/" + d.Model.Version, "arm": d.Route.Arm,
 		"detections": len(d.Detections), "labels": labels,
 	}
-	if v.traceURL != "" && d.TraceID != "" {
-		info["trace_url"] = strings.ReplaceAll(v.traceURL, "{trace_id}", d.TraceID)
+	if v.cfg.TraceURL != "" && d.TraceID != "" {
+		info["trace_url"] = strings.ReplaceAll(v.cfg.TraceURL, "{trace_id}", d.TraceID)
 	}
 	v.mu.Lock()
-	v.latest[d.StreamID] = &streamView{JPEG: img, Det: d, Info: info}
-	v.mu.Unlock()
+	defer v.mu.Unlock()
+	now := v.now()
+	if _, ok := v.latest[d.StreamID]; !ok && len(v.latest) >= v.cfg.MaxStreams {
+		v.expire(now)
+		if len(v.latest) >= v.cfg.MaxStreams { // still full: the least recently updated goes
+			var oldest string
+			for k, s := range v.latest {
+				if oldest == "" || s.at.Before(v.latest[oldest].at) {
+					oldest = k
+				}
+			}
+			delete(v.latest, oldest)
+		}
+	}
+	v.latest[d.StreamID] = &streamView{JPEG: img, Det: d, Info: info, at: now}
+}
+
+// expire drops streams not updated within the TTL; v.mu is held.
+func (v *View) expire(now time.Time) {
+	for k, s := range v.latest {
+		if now.Sub(s.at) > v.cfg.TTL {
+			delete(v.latest, k)
+		}
+	}
 }
 
 func percentile(sorted []float64, p float64) float64 {
@@ -136,6 +216,7 @@ func (v *View) State() map[string]any {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.now()
+	v.expire(now)
 	var streams []map[string]any
 	for _, s := range v.latest {
 		streams = append(streams, s.Info)
@@ -180,6 +261,9 @@ func (v *View) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", viewCSP)
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "no-referrer")
 		w.Write(viewHTML)
 	})
 	mux.HandleFunc("GET /api/view", func(w http.ResponseWriter, _ *http.Request) {

@@ -32,7 +32,8 @@ func TestIntegrationIngestPaths(t *testing.T) {
 	run := fmt.Sprintf("ing%d", time.Now().UnixNano()%1e9)
 	testenv.Topics(t, st.KafkaBrokers, 1, runTopics(run, "frames.raw", "frames", "dlq")...)
 	p := startService(t, "ingest", []string{"STREAMDET_TOPIC_PREFIX=" + run, "STREAMDET_EVENTS_TOPIC=streamdet.frames.events", "STREAMDET_FRAMES_BUCKET=" + run + "-frames",
-		"STREAMDET_INGEST_GROUP=" + run, "STREAMDET_MAX_FRAME_BYTES=1000000", "OTEL_TRACES_EXPORTER=none"})
+		"STREAMDET_INGEST_GROUP=" + run, "STREAMDET_MAX_FRAME_BYTES=1000000", "OTEL_TRACES_EXPORTER=none",
+		"STREAMDET_INGEST_EVENT_BUCKETS=" + run + "-uploads"})
 	frames := follow(ctx, t, st.KafkaBrokers, run+".frames")
 	dog, _ := os.ReadFile(testenv.Shared(t, "images", "dog.jpg"))
 	url := "http://" + p.addr + "/v1/frames"
@@ -129,8 +130,13 @@ func TestIntegrationIngestPaths(t *testing.T) {
 	}
 }
 
+// do sends req (with the e2e bearer token unless it carries an Authorization header already)
+// and checks the status.
 func do(t *testing.T, req *http.Request, status int) map[string]string {
 	t.Helper()
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Set("Authorization", "Bearer "+e2eToken)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -70,6 +70,31 @@ func freePort(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// e2eToken is the bearer token of every service the tests start (see tokensFile).
+const e2eToken = "e2e-token-0123456789abcdef"
+
+var (
+	tokensOnce sync.Once
+	tokensPath string
+)
+
+// tokensFile is a tokens file holding e2eToken for every stream, and a token scoped to cam-*
+// streams (e2eCamToken).
+func tokensFile(t *testing.T) string {
+	tokensOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "streamdet-e2e-tokens")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tokensPath = filepath.Join(dir, "tokens")
+		os.WriteFile(tokensPath, []byte("e2e "+e2eToken+"\ncams "+e2eCamToken+" cam-*\n"), 0o600)
+	})
+	return tokensPath
+}
+
+// e2eCamToken may publish to cam-* streams only.
+const e2eCamToken = "e2e-cams-only-0123456789"
+
 // proc is one running service.
 type proc struct {
 	name string
@@ -89,7 +114,8 @@ func startService(t *testing.T, name string, env []string) *proc {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(filepath.Join(binaries(t), name))
-	cmd.Env = append(append(os.Environ(), env...), "STREAMDET_"+strings.ToUpper(name)+"_ADDR="+addr)
+	prefix := "STREAMDET_" + strings.ToUpper(name) + "_"
+	cmd.Env = append(append(append(os.Environ(), prefix+"TOKENS_FILE="+tokensFile(t)), env...), prefix+"ADDR="+addr)
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -323,6 +325,23 @@ func TestIntegrationRollout(t *testing.T) {
 		b = bytes.Clone(b)
 		b[len(b)/2] ^= 0x01 // one byte changed after upload
 		if _, err := mc.PutObject(ctx, "models", model+"/3/model.onnx", bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// ... and the manifest replaced to match it: the bucket alone is consistent again, but
+		// the digest recorded at push time (in Redis) is not the model's.
+		obj, err := mc.GetObject(ctx, "models", model+"/3/manifest.json", minio.GetObjectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var man map[string]any
+		if err := json.NewDecoder(obj).Decode(&man); err != nil {
+			t.Fatal(err)
+		}
+		obj.Close()
+		sum := sha256.Sum256(b)
+		man["sha256"] = hex.EncodeToString(sum[:])
+		mb, _ := json.Marshal(man)
+		if _, err := mc.PutObject(ctx, "models", model+"/3/manifest.json", bytes.NewReader(mb), int64(len(mb)), minio.PutObjectOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		mustDetctl(t, env, "route", "set", model, "--weights", "1=50,3=50")

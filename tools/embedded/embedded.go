@@ -108,16 +108,19 @@ func StartServers(o Options) (*Stack, error) {
 		return nil, fmt.Errorf("embedded redis: %w", err)
 	}
 	s.Env = map[string]string{
-		"STREAMDET_KAFKA_BROKERS":       strings.Join(s.kafka.ListenAddrs(), ","),
-		"STREAMDET_MINIO_ENDPOINT":      ln.Addr().String(),
-		"STREAMDET_MINIO_ACCESS_KEY":    "dev-" + secret()[:8],
-		"STREAMDET_MINIO_SECRET_KEY":    secret(),
-		"STREAMDET_REDIS_ADDR":          s.redis.Addr(),
-		"STREAMDET_REDIS_PASSWORD":      redisPW,
-		"STREAMDET_INGEST_ADDR":         addr(o.IngestPort),
-		"STREAMDET_DETECT_ADDR":         addr(o.DetectPort),
-		"STREAMDET_SINK_ADDR":           addr(o.SinkPort),
-		"STREAMDET_SINK_ANNOTATE":       "true",
+		"STREAMDET_KAFKA_BROKERS":    strings.Join(s.kafka.ListenAddrs(), ","),
+		"STREAMDET_MINIO_ENDPOINT":   ln.Addr().String(),
+		"STREAMDET_MINIO_ACCESS_KEY": "dev-" + secret()[:8],
+		"STREAMDET_MINIO_SECRET_KEY": secret(),
+		"STREAMDET_REDIS_ADDR":       s.redis.Addr(),
+		"STREAMDET_REDIS_PASSWORD":   redisPW,
+		"STREAMDET_INGEST_ADDR":      addr(o.IngestPort),
+		"STREAMDET_DETECT_ADDR":      addr(o.DetectPort),
+		"STREAMDET_SINK_ADDR":        addr(o.SinkPort),
+		"STREAMDET_SINK_ANNOTATE":    "true",
+		// The all-in-one listens on loopback only, for one developer: no tokens.
+		"STREAMDET_INGEST_AUTH":         "none",
+		"STREAMDET_SINK_AUTH":           "none",
 		"STREAMDET_INGEST_EVENTS":       "false",
 		"STREAMDET_SINK_FLUSH_INTERVAL": "500ms",
 	}

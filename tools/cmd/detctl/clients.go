@@ -43,6 +43,7 @@ func connect(ctx context.Context, needRoutes bool) (*clients, error) {
 		if c.routes, err = routing.NewStore(rc); err != nil {
 			return nil, err
 		}
+		c.reg = c.reg.WithLedger(c.routes) // digests recorded at push, checked at fetch
 	}
 	return c, nil
 }

@@ -91,18 +91,19 @@ func startEmbedded(ctx context.Context, o *devOptions, stderr io.Writer) (*embed
 	}
 	env := envconf.Map(st.Env)
 	store, err := objstore.New(objstore.FromEnv(env))
+	var routes *routing.Store
 	if err == nil {
+		routes, err = routing.NewStore(routing.RedisFromEnv(env))
+	}
+	if err == nil {
+		defer routes.Close()
 		var reg *registry.Registry
 		if reg, err = registry.New(ctx, store, "models"); err == nil {
-			_, err = pushModel(ctx, reg, registry.Manifest{Name: o.name, Version: "1", Source: filepath.Base(o.model)}, data, cfg)
+			_, err = pushModel(ctx, reg.WithLedger(routes), registry.Manifest{Name: o.name, Version: "1", Source: filepath.Base(o.model)}, data, cfg)
 		}
 	}
 	if err == nil {
-		var routes *routing.Store
-		if routes, err = routing.NewStore(routing.RedisFromEnv(env)); err == nil {
-			err = routes.Set(ctx, &routing.Route{Model: o.name, Arms: []routing.Arm{{Version: "1", Weight: 100}}})
-			routes.Close()
-		}
+		err = routes.Set(ctx, &routing.Route{Model: o.name, Arms: []routing.Arm{{Version: "1", Weight: 100}}})
 	}
 	if err == nil {
 		fmt.Fprintf(stderr, "streamdet: %s registered as %s/1 and routed; starting ingest, detect, sink…\n", filepath.Base(o.model), o.name)

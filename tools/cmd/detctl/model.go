@@ -57,7 +57,7 @@ func runModelPush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		cfg.Names = engine.ReadNames(b)
 	}
-	c, err := connect(ctx, false)
+	c, err := connect(ctx, true) // the digest is recorded in Redis, out of the bucket's reach
 	if err != nil {
 		fmt.Fprintln(stderr, "detctl model push:", err)
 		return 1

@@ -4,10 +4,16 @@
 //
 //	devstack ping   --brokers 127.0.0.1:9092
 //	devstack topics --brokers 127.0.0.1:9092 streamdet.frames:6 streamdet.dlq:3 ...
+//	devstack certs  --dir DIR        (the secure stack's CA and server certificate)
+//	devstack provision --dir DIR --brokers H:P --minio H:P --redis H:P [--prefix streamdet]
+//	                                 (users, ACLs, policies, buckets, topics; DIR/<service>.env)
+//	devstack ping   --dir DIR --brokers H:P   (SASL_SSL as the admin user)
 package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +23,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"github.com/segmentio/kafka-go/sasl/scram"
 )
 
 func main() {
@@ -33,13 +40,38 @@ func run(args []string) error {
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	brokers := fs.String("brokers", "127.0.0.1:9092", "bootstrap broker")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline for the whole command")
+	dir := fs.String("dir", "", "the secure stack's state directory (certs, provision, and ping over SASL_SSL)")
+	minioAddr := fs.String("minio", "", "MinIO endpoint (provision)")
+	redisAddr := fs.String("redis", "", "Redis address (provision)")
+	prefix := fs.String("prefix", "streamdet", "topic prefix (provision)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
 	client := &kafka.Client{Addr: kafka.TCP(*brokers), Timeout: *timeout}
+	if *dir != "" && args[0] == "ping" {
+		pw, err := secret(*dir, "admin-kafka")
+		if err != nil {
+			return err
+		}
+		ca, err := os.ReadFile(*dir + "/ca.pem")
+		if err != nil {
+			return err
+		}
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(ca)
+		mech, err := scram.Mechanism(scram.SHA512, "admin", pw)
+		if err != nil {
+			return err
+		}
+		client.Transport = &kafka.Transport{TLS: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, SASL: mech}
+	}
 	switch args[0] {
+	case "certs":
+		return writeCerts(*dir)
+	case "provision":
+		return provision(ctx, *dir, *brokers, *minioAddr, *redisAddr, *prefix)
 	case "ping":
 		md, err := client.Metadata(ctx, &kafka.MetadataRequest{})
 		if err != nil {
