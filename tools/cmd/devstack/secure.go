@@ -30,7 +30,9 @@ import (
 )
 
 // scramSalted is SCRAM's SaltedPassword: Hi(password, salt, i) = PBKDF2-HMAC-SHA-512.
-func scramSalted(pw, salt []byte, iter int) []byte { return pbkdf2.Key(pw, salt, iter, sha512.Size, sha512.New) }
+func scramSalted(pw, salt []byte, iter int) []byte {
+	return pbkdf2.Key(pw, salt, iter, sha512.Size, sha512.New)
+}
 
 // writeCerts makes a CA and one server certificate for 127.0.0.1 and localhost, in PEM:
 // ca.pem, server.pem, server.key (PKCS #8, as Kafka's PEM keystore wants it), kafka-keystore.pem
@@ -74,7 +76,7 @@ func writeCerts(dir string) error {
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
 	files := map[string][]byte{
 		"ca.pem": caPEM, "server.pem": srvPEM, "server.key": keyPEM,
-		"kafka-keystore.pem":     append(append([]byte(nil), keyPEM...), srvPEM...),
+		"kafka-keystore.pem":      append(append([]byte(nil), keyPEM...), srvPEM...),
 		"minio-certs/public.crt":  srvPEM,
 		"minio-certs/private.key": keyPEM,
 		"minio-certs/CAs/ca.pem":  caPEM,
