@@ -36,11 +36,11 @@ build: ## build every binary into bin/
 	$(GO) build -o bin/sink ./services/sink/cmd/sink
 	$(GO) build -o bin/detctl ./tools/cmd/detctl
 
-up: ## install (cached) and start Kafka, MinIO and Redis on loopback
-	@$(STACK) up
+up: ## install (cached) and start Kafka, MinIO and Redis on loopback (SECURE=1: TLS, SASL/SCRAM, ACLs, per-service users)
+	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh up; else $(STACK) up; fi
 
-down: ## stop the local stack; leaves no process behind
-	@$(STACK) down
+down: ## stop the local stack (SECURE=1: the secure one); leaves no process behind
+	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh down; else $(STACK) down; fi
 
 status: ## show the local stack and its export lines
 

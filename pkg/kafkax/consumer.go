@@ -35,6 +35,7 @@ type Consumer struct {
 
 	mu    sync.Mutex
 	parts map[int]*partition
+	held  int // deliveries holding a window token (InFlight)
 
 	commitMu  sync.Mutex
 	committed map[int]int64 // highest offset committed per partition
@@ -174,9 +175,21 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	return errors.Join(append(errs, c.reader.Close())...)
 }
 
-// InFlight is the number of window tokens taken: deliveries not yet committed, or dropped by a
-// rewind and still running.
-func (c *Consumer) InFlight() int { return len(c.window) }
+// InFlight is the number of deliveries holding a window token: not yet committed, or dropped by
+// a rewind and still running. (The fetch loop also holds one token while it waits for a message.)
+func (c *Consumer) InFlight() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held
+}
+
+// release returns n deliveries' window tokens; c.mu is held.
+func (c *Consumer) release(n int) {
+	c.held -= n
+	for i := 0; i < n; i++ {
+		<-c.window
+	}
+}
 
 // Committed returns the next offset of partition to be delivered after a restart, as far as
 // this consumer committed it (false if it committed nothing on that partition).
@@ -200,7 +213,7 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 		if p != nil {
 			for _, old := range p.pending {
 				if old.done {
-					<-c.window
+					c.release(1)
 				} else {
 					old.dropped = true
 				}
@@ -211,6 +224,7 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 	}
 	d = &delivery{m: m}
 	p.pending = append(p.pending, d)
+	c.held++
 	return d, assigned
 }
 
@@ -219,8 +233,8 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 func (c *Consumer) finish(ctx context.Context, d *delivery) {
 	c.mu.Lock()
 	if d.dropped {
+		c.release(1)
 		c.mu.Unlock()
-		<-c.window
 		return
 	}
 	d.done = true
@@ -241,9 +255,9 @@ func (c *Consumer) finish(ctx context.Context, d *delivery) {
 		return
 	}
 	c.commit(ctx, commit)
-	for i := 0; i < popped; i++ {
-		<-c.window
-	}
+	c.mu.Lock()
+	c.release(popped)
+	c.mu.Unlock()
 }
 
 // commit commits up to m. kafka-go commits offset+1 of the message given. Commits are

@@ -69,8 +69,8 @@ func TestWindowSurvivesRewinds(t *testing.T) {
 				}
 				c.finish(context.Background(), d)
 			}
-			if n := c.InFlight(); n != 0 {
-				t.Fatalf("%d window tokens leaked after every delivery finished", n)
+			if n, tokens := c.InFlight(), len(c.window); n != 0 || tokens != 0 {
+				t.Fatalf("%d deliveries and %d window tokens held after every delivery finished", n, tokens)
 			}
 			for i := 1; i < len(commits); i++ {
 				if commits[i] <= commits[i-1] {

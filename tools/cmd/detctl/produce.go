@@ -67,6 +67,12 @@ func runProduce(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			names = append(names, fmt.Sprintf("%s-%d", *stream, i))
 		}
 	}
+	for _, n := range names {
+		if err := contract.CheckID("stream id", n); err != nil {
+			fmt.Fprintln(stderr, "detctl produce:", err)
+			return 2
+		}
+	}
 	tty := isTerminal(stderr)
 	start := time.Now()
 	sent, failed := 0, 0

@@ -209,11 +209,10 @@ func provision(ctx context.Context, dir, kafkaAddr, minioAddr, redisAddr, prefix
 			return fmt.Errorf("bucket %s: %w", b, err)
 		}
 	}
-	adm, err := madmin.New(minioAddr, rootUser, rootPW, true)
+	adm, err := madmin.NewWithOptions(minioAddr, &madmin.Options{Creds: credentials.NewStaticV4(rootUser, rootPW, ""), Secure: true, Transport: tr})
 	if err != nil {
 		return err
 	}
-	adm.SetCustomTransport(tr)
 	for _, r := range rights {
 		var stmts []map[string]any
 		for res, actions := range r.s3 {
