@@ -211,3 +211,27 @@ func TestCrashBetweenJournalAndObjects(t *testing.T) {
 	deliver(t, newTestSink(t, st, 5), 10, 15, 5, nil)
 	exactlyOnce(t, st, 15)
 }
+
+// TestViewBounded: the live view keeps at most MaxStreams streams, drops streams idle past the
+// TTL, and serves its page with a script-restricting Content Security Policy.
+func TestViewBounded(t *testing.T) {
+	v := NewView(ViewConfig{MaxStreams: 3, TTL: time.Minute})
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	v.now = func() time.Time { return now }
+	for i := 0; i < 10; i++ {
+		v.keep(contract.Detections{StreamID: fmt.Sprintf("cam-%d", i)}, nil, map[string]any{"stream": fmt.Sprintf("cam-%d", i)})
+		now = now.Add(time.Second)
+	}
+	if n := len(v.State()["streams"].([]map[string]any)); n != 3 {
+		t.Fatalf("%d streams kept, want 3", n)
+	}
+	now = now.Add(2 * time.Minute)
+	if s := v.State()["streams"]; s != nil && len(s.([]map[string]any)) != 0 {
+		t.Fatalf("streams idle past the TTL still shown: %v", s)
+	}
+	rec := httptest.NewRecorder()
+	v.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'sha256-") || strings.Contains(csp, "unsafe-inline' ;") {
+		t.Fatalf("CSP %q", csp)
+	}
+}

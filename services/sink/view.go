@@ -177,6 +177,12 @@ func (v *View) render(ctx context.Context, d contract.Detections) {
 	if v.cfg.TraceURL != "" && d.TraceID != "" {
 		info["trace_url"] = strings.ReplaceAll(v.cfg.TraceURL, "{trace_id}", d.TraceID)
 	}
+	v.keep(d, img, info)
+}
+
+// keep records a stream's newest annotated frame, evicting the least recently updated stream
+// when MaxStreams are kept.
+func (v *View) keep(d contract.Detections, img []byte, info map[string]any) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	now := v.now()
