@@ -61,3 +61,29 @@ func TestValidateFrameRef(t *testing.T) {
 		}
 	}
 }
+
+// FuzzCheckID holds the grammar's promises for any input: a valid identifier is one object-key
+// segment (no '/', not "." or ".."), at most MaxIDLen bytes of printable ASCII; the error for an
+// invalid one is short and does not carry the raw bytes.
+func FuzzCheckID(f *testing.F) {
+	for _, s := range []string{"cam-1", "a/../b", "..", "", strings.Repeat("x", 200), "a\x00b", "\xff", "<script>"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := contract.CheckID("id", s)
+		if err == nil {
+			if strings.ContainsAny(s, "/\\\x00") || s == "." || s == ".." || len(s) > contract.MaxIDLen || len(s) == 0 {
+				t.Fatalf("%q accepted", s)
+			}
+			for _, r := range s {
+				if r < 0x21 || r > 0x7e {
+					t.Fatalf("%q accepted with byte %q", s, r)
+				}
+			}
+			return
+		}
+		if len(err.Error()) > 400 {
+			t.Fatalf("error of %d bytes", len(err.Error()))
+		}
+	})
+}
