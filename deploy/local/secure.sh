@@ -30,23 +30,9 @@ MINIO_PORT=${STREAMDET_SECURE_MINIO_PORT:-19000}
 REDIS_PORT=${STREAMDET_SECURE_REDIS_PORT:-16379}
 PREFIX=${STREAMDET_TOPIC_PREFIX:-streamdet}
 
-log() { printf '[secure] %s\n' "$*" >&2; }
-fail() {
-  printf '[secure] FAILED: %s: %s\n' "$1" "$3" >&2
-  [[ -f $2 ]] && tail -n 30 "$2" >&2
-  exit 1
-}
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-wait_for() {
-  local comp=$1 logf=$2 pidf=$3 secs=$4
-  shift 4
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    alive "$pidf" || fail "$comp" "$logf" "process exited during start-up"
-    ((SECONDS < deadline)) || fail "$comp" "$logf" "did not answer within ${secs}s"
-    sleep 0.3
-  done
-}
+TAG=secure
+# shellcheck source=deploy/local/lib.sh
+source "$ROOT/deploy/local/lib.sh"
 rand() { head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 pw() { cat "$STATE/secrets/$1"; }
 
@@ -163,15 +149,7 @@ EOF
   wait_for redis "$logf" "$pidf" 20 redis_ping
 }
 
-stop_one() {
-  local pidf=$STATE/$1.pid pid
-  alive "$pidf" || { rm -f "$pidf"; return 0; }
-  pid=$(cat "$pidf")
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  kill -KILL -- "-$pid" 2>/dev/null || true
-  rm -f "$pidf"
-}
+stop_one() { stop_pidfile "$1" "$STATE/$1.pid"; }
 
 case ${1:-} in
 up)

@@ -36,18 +36,9 @@ APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium)
 # the broker runs with auto.create.topics.enable=false.
 TOPICS=${STREAMDET_TOPICS:-"streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3"}
 
-log() { printf '[stack] %s\n' "$*" >&2; }
-die() { printf '[stack] FAILED: %s\n' "$*" >&2; exit 1; }
-
-# fail COMPONENT LOGFILE MESSAGE: name what failed and show the tail of its log.
-fail() {
-  printf '[stack] FAILED: %s: %s\n' "$1" "$3" >&2
-  if [[ -f $2 ]]; then
-    printf '[stack] last lines of %s:\n' "$2" >&2
-    tail -n 30 "$2" >&2
-  fi
-  exit 1
-}
+TAG=stack
+# shellcheck source=deploy/local/lib.sh
+source "$ROOT/deploy/local/lib.sh"
 
 # ---------------------------------------------------------------------------------------------
 # install
@@ -141,20 +132,6 @@ install_all() {
 # ---------------------------------------------------------------------------------------------
 # processes
 
-alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
-
-# wait_for COMPONENT LOGFILE PIDFILE SECONDS CMD...: poll CMD until it succeeds.
-wait_for() {
-  local comp=$1 logf=$2 pidf=$3 secs=$4
-  shift 4
-  local deadline=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if [[ -n $pidf ]] && ! alive "$pidf"; then fail "$comp" "$logf" "process exited during start-up"; fi
-    ((SECONDS < deadline)) || fail "$comp" "$logf" "did not answer within ${secs}s"
-    sleep 0.3
-  done
-}
-
 redis_ping() { REDISCLI_AUTH=$REDIS_PASSWORD redis-cli --no-auth-warning -h 127.0.0.1 -p "$REDIS_PORT" ping | grep -q PONG; }
 
 start_redis() {
@@ -229,23 +206,7 @@ ensure_topics() {
     fail kafka "$LOGS/topics.log" "creating topics"
 }
 
-stop_one() {
-  local name=$1 pidf=$STATE/$1.pid
-  alive "$pidf" || { rm -f "$pidf"; return 0; }
-  local pid
-  pid=$(cat "$pidf")
-  log "$name: stopping (pid $pid)"
-  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.2
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    log "$name: did not stop in 20s, killing"
-    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-  fi
-  rm -f "$pidf"
-}
+stop_one() { stop_pidfile "$1" "$STATE/$1.pid"; }
 
 print_env() {
   credentials

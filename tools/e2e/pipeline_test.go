@@ -41,7 +41,8 @@ type collector struct {
 
 func follow(ctx context.Context, t *testing.T, brokers []string, topic string) *collector {
 	c := &collector{}
-	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: topic + ".test", StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: brokers, Topic: topic, GroupID: topic + ".test", StartOffset: kafka.FirstOffset,
+		MaxWait: 100 * time.Millisecond, MaxBytes: 12 << 20}) // room for messages at the broker's 10 MiB limit
 	go func() {
 		defer r.Close()
 		for {

@@ -1,0 +1,46 @@
+# Shell helpers shared by stack.sh and secure.sh (sourced; set TAG first, e.g. TAG=stack).
+
+log() { printf '[%s] %s\n' "$TAG" "$*" >&2; }
+die() { printf '[%s] FAILED: %s\n' "$TAG" "$*" >&2; exit 1; }
+
+# fail COMPONENT LOGFILE MESSAGE: name what failed and show the tail of its log.
+fail() {
+  printf '[%s] FAILED: %s: %s\n' "$TAG" "$1" "$3" >&2
+  if [[ -f $2 ]]; then
+    printf '[%s] last lines of %s:\n' "$TAG" "$2" >&2
+    tail -n 30 "$2" >&2
+  fi
+  exit 1
+}
+
+alive() { [[ -f $1 ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_for COMPONENT LOGFILE PIDFILE SECONDS CMD...: poll CMD until it succeeds.
+wait_for() {
+  local comp=$1 logf=$2 pidf=$3 secs=$4
+  shift 4
+  local deadline=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if [[ -n $pidf ]] && ! alive "$pidf"; then fail "$comp" "$logf" "process exited during start-up"; fi
+    ((SECONDS < deadline)) || fail "$comp" "$logf" "did not answer within ${secs}s"
+    sleep 0.3
+  done
+}
+
+# stop_pidfile NAME PIDFILE: SIGTERM the process group, SIGKILL after 20 s.
+stop_pidfile() {
+  local name=$1 pidf=$2 pid
+  alive "$pidf" || { rm -f "$pidf"; return 0; }
+  pid=$(cat "$pidf")
+  log "$name: stopping (pid $pid)"
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$name: did not stop in 20s, killing"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$pidf"
+}
