@@ -43,6 +43,7 @@ down: ## stop the local stack (SECURE=1: the secure one); leaves no process behi
 	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh down; else $(STACK) down; fi
 
 status: ## show the local stack and its export lines
+	@$(STACK) status
 
 env: ## print export lines for the local stack (eval "$$(make -s env)")
 	@$(STACK) env

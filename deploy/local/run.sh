@@ -25,10 +25,12 @@ mkdir -p bin
 for s in ingest detect sink; do go build -o "bin/$s" "./services/$s/cmd/$s"; done
 pids=()
 for s in ingest detect sink; do
-  "bin/$s" 2>&1 | sed -u "s/^/[$s] /" &
+  # $! is the service itself (its output goes through sed in a process substitution), so that
+  # stop signals exactly the processes this script started.
+  "bin/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
   pids+=($!)
 done
-stop() { pkill -TERM -f "^bin/(ingest|detect|sink)$" 2>/dev/null || true; wait; }
+stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait; }
 trap stop INT TERM
 echo "run: ingest http://$STREAMDET_INGEST_ADDR (POST /v1/frames), detect http://$STREAMDET_DETECT_ADDR, sink http://$STREAMDET_SINK_ADDR; /readyz, /metrics on each. Ctrl-C stops." >&2
 wait

@@ -42,8 +42,9 @@ type Model struct {
 	Digest  string `json:"digest"` // "sha256:<hex>" of the ONNX bytes
 }
 
-// Route says which arm of a route served a frame ("primary", "canary", "shadow", "pinned").
-type Route struct {
+// RouteArm says which arm of a route served a frame ("primary", "canary", "shadow", "pinned").
+// (The route itself, a document, is routing.Route.)
+type RouteArm struct {
 	Arm string `json:"arm"`
 }
 
@@ -56,7 +57,7 @@ type Detections struct {
 	Width       int                `json:"width"`
 	Height      int                `json:"height"`
 	Model       Model              `json:"model"`
-	Route       Route              `json:"route"`
+	Route       RouteArm           `json:"route"`
 	Detections  []Detection        `json:"detections"`
 	TimingMS    map[string]float64 `json:"timing_ms"`
 	TraceID     string             `json:"trace_id,omitempty"`

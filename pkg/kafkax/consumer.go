@@ -274,26 +274,3 @@ func (c *Consumer) commit(ctx context.Context, m kafka.Message) {
 	}
 	c.committed[m.Partition] = m.Offset
 }
-
-// Retry calls fn until it succeeds, returns a permanent error (one for which permanent returns
-// true), or ctx ends, sleeping with exponential backoff and jitter between tries. onRetry, when
-// set, is told of each transient failure (for readiness and metrics).
-func Retry(ctx context.Context, fn func() error, permanent func(error) bool, onRetry func(error, time.Duration)) error {
-	backoff := 100 * time.Millisecond
-	for {
-		err := fn()
-		if err == nil || permanent(err) {
-			return err
-		}
-		sleep := backoff/2 + time.Duration(jitter(int64(backoff)))
-		if onRetry != nil {
-			onRetry(err, sleep)
-		}
-		select {
-		case <-ctx.Done():
-			return errors.Join(ctx.Err(), err)
-		case <-time.After(sleep):
-		}
-		backoff = min(2*backoff, 10*time.Second)
-	}
-}

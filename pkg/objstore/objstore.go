@@ -14,10 +14,10 @@ import (
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
 	"github.com/minio/minio-go/v7/pkg/s3utils"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/tlsconf"
@@ -90,8 +90,16 @@ type Store struct {
 	tracer trace.Tracer
 }
 
+// Option configures a Store.
+type Option func(*Store)
+
+// WithTracerProvider gives the Store a tracer provider for its client spans (default: none).
+func WithTracerProvider(tp trace.TracerProvider) Option {
+	return func(s *Store) { s.tracer = tp.Tracer("github.com/streamdet/streamdet/pkg/objstore") }
+}
+
 // New creates a Store.
-func New(c Config) (*Store, error) {
+func New(c Config, options ...Option) (*Store, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -112,7 +120,11 @@ func New(c Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("objstore: %w", err)
 	}
-	return &Store{mc: mc, tracer: otel.Tracer("github.com/streamdet/streamdet/pkg/objstore")}, nil
+	s := &Store{mc: mc, tracer: tracenoop.NewTracerProvider().Tracer("")}
+	for _, o := range options {
+		o(s)
+	}
+	return s, nil
 }
 
 // Client exposes the MinIO client for operations the Store does not wrap.

@@ -15,12 +15,12 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/streamdet/streamdet/pkg/backoff"
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/imageinfo"
 	"github.com/streamdet/streamdet/pkg/kafkax"
@@ -80,7 +80,7 @@ func (s *Stage) Step(ctx context.Context, step string, d time.Duration) {
 // Consume starts the consumer span of message m, continuing the trace in its headers.
 func (s *Stage) Consume(ctx context.Context, m kafka.Message) (context.Context, trace.Span) {
 	hs := m.Headers
-	ctx = otel.GetTextMapPropagator().Extract(ctx, kafkax.Headers{H: &hs})
+	ctx = s.Tel.Propagator.Extract(ctx, kafkax.Headers{H: &hs})
 	s.In.Add(ctx, 1, s.attrs(attribute.String("topic", m.Topic)))
 	return s.Tel.Tracer.Start(ctx, "process "+m.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
@@ -126,7 +126,7 @@ func (s *Stage) Publish(ctx context.Context, w *kafka.Writer, ev Event) error {
 		{Key: contract.HeaderSubject, Value: []byte(ev.Subject)},
 		{Key: contract.HeaderContentType, Value: []byte("application/json")},
 	}
-	otel.GetTextMapPropagator().Inject(ctx, kafkax.Headers{H: &hs})
+	s.Tel.Propagator.Inject(ctx, kafkax.Headers{H: &hs})
 	msg := kafka.Message{Key: []byte(ev.Key), Value: ev.Value, Headers: hs}
 	t0 := time.Now()
 	err := s.Retry(ctx, "kafka", func() error { return w.WriteMessages(ctx, msg) }, nil)
@@ -155,7 +155,7 @@ func (s *Stage) Retry(ctx context.Context, component string, fn func() error, pe
 	if permanent == nil {
 		permanent = IsPermanent
 	}
-	err := kafkax.Retry(ctx, fn, permanent, s.transient(component))
+	err := backoff.Retry(ctx, fn, permanent, s.transient(component))
 	if err == nil || permanent(err) {
 		s.Health.Set(component, nil)
 	}

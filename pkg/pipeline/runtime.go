@@ -88,7 +88,7 @@ func Start(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry, o Opt
 		case <-rt.Work.Done():
 		}
 	}()
-	if rt.Store, err = objstore.New(oc); err != nil {
+	if rt.Store, err = objstore.New(oc, objstore.WithTracerProvider(tel.TracerProvider)); err != nil {
 		return nil, err
 	}
 	dlq, err := rt.Writer(rt.Topics.DLQ)

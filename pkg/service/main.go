@@ -27,6 +27,7 @@ func Main(name string, run Run) int {
 		fmt.Fprintf(os.Stderr, "%s: telemetry: %v\n", name, err)
 		return 1
 	}
+	tel.InstallGlobal() // one service per process: its telemetry may be the globals too
 	err = run(ctx, envconf.OS(), tel)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -34,17 +34,39 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// Telemetry is one service's tracer, meter, logger and metrics handler.
+// Telemetry is one service's tracer, meter, logger, metrics handler and propagator. It is
+// handed to the service's components; nothing in streamdet reads OpenTelemetry's process-wide
+// globals, so services sharing a process (the all-in-one mode) keep their own.
 type Telemetry struct {
-	Tracer  trace.Tracer
-	Meter   metric.Meter
-	Logger  *slog.Logger
-	Metrics http.Handler
-	tp      *sdktrace.TracerProvider
-	mp      *sdkmetric.MeterProvider
+	Tracer         trace.Tracer
+	Meter          metric.Meter
+	Logger         *slog.Logger
+	Metrics        http.Handler
+	TracerProvider trace.TracerProvider // for libraries' spans (object storage)
+	Propagator     propagation.TextMapPropagator
+	tp             *sdktrace.TracerProvider
+	mp             *sdkmetric.MeterProvider
 }
 
-// Setup creates the service's telemetry and installs it as the global provider and propagator.
+// propagator is W3C trace context and baggage.
+func propagator() propagation.TextMapPropagator {
+	return propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+}
+
+// InstallGlobal makes t the process-wide OpenTelemetry providers, propagator and error handler,
+// for third-party code that reads the globals. Only a process's main calls it (service.Main).
+func (t *Telemetry) InstallGlobal() {
+	otel.SetTracerProvider(t.TracerProvider)
+	otel.SetTextMapPropagator(t.Propagator)
+	if t.mp != nil {
+		otel.SetMeterProvider(t.mp)
+	}
+	logger := t.Logger
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("telemetry", "err", err) }))
+}
+
+// Setup creates the service's telemetry. It does not touch OpenTelemetry's globals (see
+// InstallGlobal).
 func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	// service.name defaults to the service; OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES override.
 	res, err := resource.New(ctx, resource.WithAttributes(semconv.ServiceName(service)),
@@ -59,8 +81,6 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 		opts = append(opts, sdktrace.WithBatcher(exp))
 	}
 	tp := sdktrace.NewTracerProvider(opts...)
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -69,13 +89,12 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 		return nil, err
 	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithResource(res), sdkmetric.WithReader(pexp))
-	otel.SetMeterProvider(mp)
 
 	logger := slog.New(traceHandler{slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})}).With("service", service)
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { logger.Warn("telemetry", "err", err) }))
 	return &Telemetry{
 		Tracer: tp.Tracer("github.com/streamdet/streamdet/" + service), Meter: mp.Meter("github.com/streamdet/streamdet/" + service),
-		Logger: logger, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), tp: tp, mp: mp,
+		Logger: logger, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), TracerProvider: tp, Propagator: propagator(),
+		tp: tp, mp: mp,
 	}, nil
 }
 
@@ -137,8 +156,9 @@ func (h traceHandler) WithGroup(n string) slog.Handler { return traceHandler{h.H
 // Discard is telemetry that records nothing, for tests: spans and metrics are no-ops and logs
 // go nowhere. Shutdown is safe on it.
 func Discard() *Telemetry {
+	tp := tracenoop.NewTracerProvider()
 	return &Telemetry{
-		Tracer: tracenoop.NewTracerProvider().Tracer("discard"), Meter: metricnoop.NewMeterProvider().Meter("discard"),
-		Logger: slog.New(slog.DiscardHandler), Metrics: http.NotFoundHandler(),
+		Tracer: tp.Tracer("discard"), Meter: metricnoop.NewMeterProvider().Meter("discard"),
+		Logger: slog.New(slog.DiscardHandler), Metrics: http.NotFoundHandler(), TracerProvider: tp, Propagator: propagator(),
 	}
 }

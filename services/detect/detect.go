@@ -350,7 +350,7 @@ func sample(s Served, res engine.Result) routing.Sample {
 func (d *Detector) message(ctx context.Context, ref contract.FrameRef, s Served, res engine.Result, fetch time.Duration) contract.Detections {
 	out := contract.Detections{
 		FrameID: ref.FrameID, StreamID: ref.StreamID, CaptureTime: ref.CaptureTime, Frame: ref,
-		Width: res.Width, Height: res.Height, Model: s.Model, Route: contract.Route{Arm: s.Arm},
+		Width: res.Width, Height: res.Height, Model: s.Model, Route: contract.RouteArm{Arm: s.Arm},
 		Detections: res.Detections,
 		TimingMS: map[string]float64{
 			"fetch": float64(fetch.Microseconds()) / 1000, "decode": res.Timing.DecodeMS, "preprocess": res.Timing.PreprocessMS,
@@ -394,14 +394,14 @@ func Agree(version string, primary, shadow []contract.Detection) *routing.Agreem
 func (d *Detector) traceStages(ctx context.Context, start time.Time, s Served, t engine.Timing) {
 	at := start
 	for _, st := range []struct {
-		name string
-		ms   float64
-	}{{"decode", t.DecodeMS}, {"preprocess", t.PreprocessMS}, {"inference", t.InferMS}, {"postprocess", t.PostprocessMS}} {
+		name, step string // span name; step label (as in timing_ms and the step metric's description)
+		ms         float64
+	}{{"decode", "decode", t.DecodeMS}, {"preprocess", "preprocess", t.PreprocessMS}, {"inference", "infer", t.InferMS}, {"postprocess", "postprocess", t.PostprocessMS}} {
 		dur := time.Duration(st.ms * float64(time.Millisecond))
 		_, span := d.stage.Tel.Tracer.Start(ctx, st.name, trace.WithTimestamp(at),
 			trace.WithAttributes(attribute.String("streamdet.model.version", s.Model.Version), attribute.String("streamdet.route.arm", s.Arm)))
 		span.End(trace.WithTimestamp(at.Add(dur)))
-		d.stage.Step(ctx, st.name, dur)
+		d.stage.Step(ctx, st.step, dur)
 		at = at.Add(dur)
 	}
 }

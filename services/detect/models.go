@@ -1,12 +1,9 @@
 package detect
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"image"
-	"image/png"
 	"log/slog"
 	"os"
 	"sync"
@@ -187,30 +184,11 @@ func (m *Manager) prepare(v string) (*Served, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := Warm(ctx, eng); err != nil {
+	if err := eng.Warm(ctx); err != nil {
 		eng.Close()
 		return nil, err
 	}
 	return &Served{Eng: eng, Model: contract.Model{Name: m.name, Version: v, Digest: "sha256:" + man.SHA256}}, nil
-}
-
-// warmFrame is a mid-grey 640×480 PNG used for the test inference of a freshly loaded version.
-var warmFrame = func() []byte {
-	img := image.NewGray(image.Rect(0, 0, 640, 480))
-	for i := range img.Pix {
-		img.Pix[i] = uint8(96 + i%64)
-	}
-	var b bytes.Buffer
-	png.Encode(&b, img)
-	return b.Bytes()
-}()
-
-// Warm runs a test inference on every session path of eng.
-func Warm(ctx context.Context, eng *engine.Engine) error {
-	if _, err := eng.Detect(ctx, warmFrame); err != nil {
-		return fmt.Errorf("warm-up inference: %w", err)
-	}
-	return nil
 }
 
 // sweep unloads versions no route has needed for the grace period.

@@ -81,7 +81,7 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 			return fmt.Errorf("model %s: %w", cfg.ModelName, err)
 		}
 		defer eng.Close()
-		if err := Warm(ctx, eng); err != nil {
+		if err := eng.Warm(ctx); err != nil {
 			return err
 		}
 		info := eng.Info()

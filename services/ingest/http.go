@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
@@ -39,7 +38,7 @@ type uploadResponse struct {
 // 403 (a stream the caller's token may not use), 413 or 415 with a reason code, and nothing is
 // stored; 503 means try again. Error bodies carry reason codes, never internal errors.
 func (in *Ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	ctx := otel.GetTextMapPropagator().Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+	ctx := in.stage.Tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := in.stage.Tel.Tracer.Start(ctx, "POST /v1/frames", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
 	in.stage.In.Add(ctx, 1)

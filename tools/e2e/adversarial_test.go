@@ -319,7 +319,7 @@ func TestIntegrationAdversarial(t *testing.T) {
 	payload := `<img src=x onerror="document.body.setAttribute('data-pwned','1')">`
 	xss := contract.Detections{FrameID: "xss-1", StreamID: "cam-xss", CaptureTime: time.Now(), Width: 768, Height: 576,
 		Frame: contract.FrameRef{FrameID: "xss-1", StreamID: "cam-xss", Bucket: m["bucket"], Key: m["key"], SHA256: m["sha256"], ContentType: "image/jpeg", Width: 768, Height: 576},
-		Model: contract.Model{Name: "coco", Version: "1"}, Route: contract.Route{Arm: payload},
+		Model: contract.Model{Name: "coco", Version: "1"}, Route: contract.RouteArm{Arm: payload},
 		Detections: []contract.Detection{{ClassID: 0, Label: payload, Score: 0.9, Box: [4]float32{10, 10, 100, 100}}},
 		TraceID:    `"><script>document.body.setAttribute('data-pwned','2')</script>`}
 	for i := 0; i < 20; i++ { // keep it the newest frame of its stream while the page loads

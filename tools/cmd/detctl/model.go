@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/streamdet/streamdet/pkg/registry"
-	"github.com/streamdet/streamdet/services/detect"
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
 
@@ -166,7 +165,7 @@ func pushModel(ctx context.Context, reg *registry.Registry, m registry.Manifest,
 		return m, fmt.Errorf("refused: %w", err)
 	}
 	defer eng.Close()
-	if err := detect.Warm(ctx, eng); err != nil {
+	if err := eng.Warm(ctx); err != nil {
 		return m, fmt.Errorf("refused: %w", err)
 	}
 	info := eng.Info()
