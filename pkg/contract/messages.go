@@ -116,6 +116,8 @@ const (
 	// ReasonInvalidRequest: a store refused the request itself (an invalid bucket or key, an
 	// argument it will never take).
 	ReasonInvalidRequest Reason = "invalid_request"
+	// ReasonInternal: the handler failed on this message in a way it did not expect (a panic).
+	ReasonInternal Reason = "internal_error"
 )
 
 // Kafka header names: the CloudEvents Kafka binding (binary mode) plus W3C trace context.

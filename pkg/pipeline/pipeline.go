@@ -287,21 +287,10 @@ func (s *Stage) keepPayload(ctx context.Context, m kafka.Message) (*contract.Obj
 	return ref, nil
 }
 
-// Handle wraps a message handler with the consumer span, timing, and dead-lettering of
-// permanent failures (a *Reject, or any error Classify calls permanent). Other errors leave the
-// message uncommitted.
-func (s *Stage) Handle(h func(ctx context.Context, m kafka.Message) error) kafkax.Handler {
-	return func(ctx context.Context, m kafka.Message) error {
-		ctx, span := s.Consume(ctx, m)
-		defer span.End()
-		t0 := time.Now()
-		err := h(ctx, m)
-		if rej, ok := rejectOf(err); ok {
-			err = s.DeadLetter(ctx, m, rej)
-		} else if err != nil {
-			span.SetStatus(codes.Error, err.Error())
-		}
-		s.Latency.Record(ctx, time.Since(t0).Seconds(), s.attrs())
-		return err
-	}
+// Handle wraps a stage's message handler in the standard chain, outermost first: the consumer
+// span (Tracing), the handling time (Timing), dead letters for permanent failures
+// (DeadLetters), retry of transient ones until the context ends (Retry), and recovery from
+// panics (Recover). Errors left — the context ended — leave the message uncommitted.
+func (s *Stage) Handle(h Handler) Handler {
+	return Chain(h, Tracing(s), Timing(s.Latency, s.attrs()), DeadLetters(s), Retry(s), Recover(s.Tel.Logger))
 }
