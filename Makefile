@@ -23,7 +23,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build up down status env test unit integration lint demo run clean distclean fuzz bench
+.PHONY: help build up down status env test unit integration lint demo run clean distclean fuzz bench cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -62,6 +62,14 @@ unit: ## go vet + unit tests with the race detector (needs the installed librari
 
 integration: ## integration tests against the running local stack
 	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(MODULES)
+
+COVERPKG := github.com/streamdet/streamdet/pkg/...,github.com/streamdet/streamdet/services/...
+cover: ## statement coverage of pkg/ and services/ by the tests that need no server, per package
+	@$(STACK) install >/dev/null
+	@mkdir -p .cache
+	eval "$$($(STACK) env)" && $(GO) test -count=1 -coverpkg=$(COVERPKG) -coverprofile=.cache/cover.out \
+	  github.com/streamdet/streamdet/pkg/... github.com/streamdet/streamdet/services/... >/dev/null
+	@$(GO) run ./tools/cmd/coverreport .cache/cover.out
 
 # test starts the stack when it is not running and stops it again afterwards if it started it.
 test: ## vet, unit tests, then integration tests against the real local stack

@@ -3,9 +3,13 @@ package sink
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,12 +17,14 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
+	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/service"
 	"github.com/streamdet/streamdet/pkg/telemetry"
+	"github.com/streamdet/streamdet/pkg/testenv"
 )
 
 func TestFIFOSetForgetsOldest(t *testing.T) {
@@ -233,5 +239,86 @@ func TestViewBounded(t *testing.T) {
 	v.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
 	if csp := rec.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'sha256-") || strings.Contains(csp, "unsafe-inline' ;") {
 		t.Fatalf("CSP %q", csp)
+	}
+}
+
+// TestHandleAndFlush: rows handed to Handle return once their batch is written (by size or by
+// age), a refused row is a Reject, and Close writes what is left.
+func TestHandleAndFlush(t *testing.T) {
+	st := fakeS3(t)
+	s := newTestSink(t, st, 3)
+	s.cfg.FlushInterval = 50 * time.Millisecond
+	go s.Run()
+	ctx := context.Background()
+	if err := s.Assigned(ctx, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 7)
+	for i := 0; i < 7; i++ {
+		go func(i int) {
+			_, raw := message("cam-h", fmt.Sprint(i), int64(i))
+			errs <- s.Handle(ctx, kafka.Message{Partition: 0, Offset: int64(i), Value: raw})
+		}(i)
+	}
+	for i := 0; i < 7; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []string{`{`, `{"frame_id":"a/../b","stream_id":"cam","model":{"name":"m","version":"1"}}`} {
+		var rej *pipeline.Reject
+		if err := s.Handle(ctx, kafka.Message{Value: []byte(bad)}); !errors.As(err, &rej) {
+			t.Errorf("%s: %v", bad, err)
+		}
+	}
+	s.Close()
+	exactlyOnce(t, st, 7)
+}
+
+// TestViewRenders: the annotator reads only frames ingest wrote, stores one annotated JPEG per
+// (stream, frame, model, version), and serves the latest per stream.
+func TestViewRenders(t *testing.T) {
+	st := fakeS3(t)
+	ctx := context.Background()
+	st.EnsureBucket(ctx, "frames")
+	st.EnsureBucket(ctx, "annotated")
+	dog, err := os.ReadFile(testenv.Shared(t, "images", "dog.jpg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(dog)
+	h := hex.EncodeToString(sum[:])
+	st.Put(ctx, "frames", contract.FrameKey(h, ".jpg"), dog, "image/jpeg")
+	v := NewView(ViewConfig{Store: st, FramesBucket: "frames", Bucket: "annotated", TraceURL: "http://jaeger/trace/{trace_id}"})
+	d, _ := message("cam-v", "f-1", 0)
+	d.Frame = contract.FrameRef{FrameID: "f-1", StreamID: "cam-v", Bucket: "frames", Key: contract.FrameKey(h, ".jpg"), SHA256: h, ContentType: "image/jpeg", Width: 768, Height: 576}
+	d.TraceID = strings.Repeat("ab", 16)
+	d.Detections = []contract.Detection{{Label: "dog", Score: 0.9, Box: [4]float32{10, 10, 200, 200}}}
+	v.render(ctx, d)
+	bad := d
+	bad.StreamID, bad.FrameID = "cam-w", "f-2"
+	bad.Frame.Bucket = "models" // not the frames bucket: never read
+	v.render(ctx, bad)
+	state := v.State()
+	streams := state["streams"].([]map[string]any)
+	if len(streams) != 1 || streams[0]["stream"] != "cam-v" || streams[0]["trace_url"] != "http://jaeger/trace/"+d.TraceID {
+		t.Fatalf("streams %+v", streams)
+	}
+	if b, err := st.Get(ctx, "annotated", AnnotatedKey(d), 1<<20); err != nil || len(b) == 0 {
+		t.Fatalf("annotated frame: %v", err)
+	}
+	rec := httptest.NewRecorder()
+	v.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/frames/cam-v.jpg", nil))
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "image/jpeg" {
+		t.Fatalf("frame: %d", rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	v.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/api/view", nil))
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "cam-v") {
+		t.Fatalf("api: %d %s", rec.Code, rec.Body.String())
+	}
+	v.Offer(d)
+	if len(v.queue) != 1 {
+		t.Fatal("offer did not queue")
 	}
 }
