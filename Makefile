@@ -48,8 +48,10 @@ status: ## show the local stack and its export lines
 env: ## print export lines for the local stack (eval "$$(make -s env)")
 	@$(STACK) env
 
-lint: ## go vet + gofmt (+ staticcheck)
+lint: ## go vet (default and integration builds) + gofmt + staticcheck; run by make test
+	@$(STACK) install >/dev/null
 	$(GO) vet $(MODULES)
+	$(GO) vet -tags integration $(MODULES)
 	@out=$$(gofmt -l pkg services tools); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(MODULES)
 
@@ -72,7 +74,8 @@ cover: ## statement coverage of pkg/ and services/ by the tests that need no ser
 	@$(GO) run ./tools/cmd/coverreport .cache/cover.out
 
 # test starts the stack when it is not running and stops it again afterwards if it started it.
-test: ## vet, unit tests, then integration tests against the real local stack
+test: ## lint, unit tests, then integration tests against the real local stack
+	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory unit
 	@started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
 	  rc=0; $(MAKE) --no-print-directory integration || rc=$$?; \

@@ -59,6 +59,19 @@ type Limits struct {
 // DefaultLimits are the limits applied where a field of Limits is zero.
 var DefaultLimits = Limits{MaxBytes: 32 << 20, MaxPixels: 50_000_000, MaxSide: 65500}
 
+// Validate checks limits configured from STREAMDET_MAX_FRAME_BYTES and STREAMDET_MAX_FRAME_PIXELS
+// (the same check in every service that reads them).
+func (l Limits) Validate() error {
+	var errs []error
+	if l.MaxBytes < 1 || l.MaxBytes > 256<<20 {
+		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_BYTES %d: must be in [1, 256 MiB]", l.MaxBytes))
+	}
+	if l.MaxPixels < 1 || l.MaxPixels > 1<<31 {
+		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_PIXELS %d: must be in [1, 2^31]", l.MaxPixels))
+	}
+	return errors.Join(errs...)
+}
+
 // WithDefaults fills zero fields from DefaultLimits.
 func (l Limits) WithDefaults() Limits {
 	if l.MaxBytes <= 0 {

@@ -76,6 +76,12 @@ func Start(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry, o Opt
 	}
 	rt := &Runtime{Kafka: kc, Topics: kc.Topics(), Health: service.NewHealth("kafka", "minio"), Tel: tel, DrainTimeout: drain}
 	rt.Work, rt.stopWork = context.WithCancel(context.WithoutCancel(ctx))
+	started := false
+	defer func() {
+		if !started {
+			rt.Close() // every error path releases what was opened (writers, listeners)
+		}
+	}()
 	go func() {
 		select {
 		case <-ctx.Done():
@@ -114,12 +120,12 @@ func Start(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry, o Opt
 	tel.Logger.Info("listening", "addr", rt.Server.Addr(), "admin", rt.Server.AdminAddr(), "auth", o.Server.Auth)
 	for _, b := range append(o.Buckets, dlBucket) {
 		if err := rt.Stage.Retry(ctx, "minio", func() error { return rt.Store.EnsureBucket(ctx, b) }, nil); err != nil {
-			rt.Close()
 			return nil, err
 		}
 	}
 	rt.Health.Set("minio", nil)
 	rt.Health.Set("kafka", nil)
+	started = true
 	return rt, nil
 }
 

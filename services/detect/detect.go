@@ -85,7 +85,9 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 		UnloadGrace:  env.Duration("STREAMDET_UNLOAD_GRACE", 30*time.Second),
 		Engine: engine.Config{
 			Format:         format,
-			Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", runtime.GOMAXPROCS(0)),
+			// Sessions default to cores ÷ threads (the engine's own default): THREADS=2 alone
+			// does not over-subscribe the CPU.
+			Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", 0),
 			IntraOpThreads: env.Int("STREAMDET_ENGINE_THREADS", 1),
 			DecodeThreads:  env.Int("STREAMDET_ENGINE_DECODE_THREADS", 0),
 			Conf:           float32(env.Float("STREAMDET_CONF", 0.25)),
@@ -96,8 +98,11 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 			},
 		},
 	}
+	if c.Engine.Sessions == 0 {
+		c.Engine.Sessions = max(1, runtime.GOMAXPROCS(0)/max(1, c.Engine.IntraOpThreads))
+	}
 	c.Concurrency = env.Int("STREAMDET_DETECT_CONCURRENCY", 2*max(1, c.Engine.Sessions))
-	errs := []error{ferr, env.Err(), c.Engine.Validate()}
+	errs := []error{ferr, env.Err(), c.Engine.Validate(), c.Engine.Limits.Validate()}
 	if c.ModelPath != "" && c.ModelURI != "" {
 		errs = append(errs, errors.New("set at most one of STREAMDET_MODEL_PATH and STREAMDET_MODEL_URI"))
 	}

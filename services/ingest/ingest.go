@@ -69,16 +69,11 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("STREAMDET_INGEST_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))
 	}
-	if c.Limits.MaxBytes < 1 || c.Limits.MaxBytes > 256<<20 {
-		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_BYTES %d: must be in [1, 256 MiB]", c.Limits.MaxBytes))
-	}
+	errs = append(errs, c.Limits.Validate())
 	for _, b := range c.EventBuckets {
 		if b == c.Bucket {
 			errs = append(errs, fmt.Errorf("STREAMDET_INGEST_EVENT_BUCKETS: %s is the frames bucket (ingest would ingest its own output)", b))
 		}
-	}
-	if c.Limits.MaxPixels < 1 {
-		errs = append(errs, fmt.Errorf("STREAMDET_MAX_FRAME_PIXELS %d: must be positive", c.Limits.MaxPixels))
 	}
 	return c, errors.Join(append(errs, env.Err())...)
 }
