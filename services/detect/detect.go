@@ -84,7 +84,7 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 		RouteResync:  env.Duration("STREAMDET_ROUTE_RESYNC", time.Second),
 		UnloadGrace:  env.Duration("STREAMDET_UNLOAD_GRACE", 30*time.Second),
 		Engine: engine.Config{
-			Format:         format,
+			Format: format,
 			// Sessions default to cores ÷ threads (the engine's own default): THREADS=2 alone
 			// does not over-subscribe the CPU.
 			Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", 0),
