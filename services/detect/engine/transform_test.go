@@ -329,6 +329,9 @@ func TestDCTScaledDecode(t *testing.T) {
 // gives exactly the detections of a one-thread decode, frame after frame (the decoder adapts its
 // split point between frames).
 func TestDecodeThreads(t *testing.T) {
+	if !imaging.ParallelDecoder {
+		t.Skip("built without the two-thread decoder (build tag pjpeg; make unit runs this test with it)")
+	}
 	if !imaging.Native {
 		t.Skip("the two-thread decoder needs libjpeg-turbo")
 	}

@@ -1,4 +1,4 @@
-//go:build !noturbojpeg
+//go:build pjpeg && !noturbojpeg
 
 package imaging
 

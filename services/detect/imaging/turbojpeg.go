@@ -7,7 +7,6 @@ package imaging
 #cgo LDFLAGS: -lturbojpeg -lpthread
 #include <stdlib.h>
 #include <turbojpeg.h>
-#include "pjpeg.h"
 
 static int sd_scaling_count(void) { int n = 0; tjGetScalingFactors(&n); return n; }
 static tjscalingfactor sd_scaling_factor(int i) { int n = 0; return tjGetScalingFactors(&n)[i]; }
@@ -16,8 +15,6 @@ import "C"
 
 import (
 	"fmt"
-	"runtime"
-	"sync"
 	"unsafe"
 )
 
@@ -26,14 +23,11 @@ const Native = true
 
 type jpegHandle struct {
 	dec, enc C.tjhandle
-	par      *C.pj // the two-thread decoder (pjpeg.c), made on first use
+	par      parallel // the two-thread decoder (pjpeg.c, build tag pjpeg), made on first use
 }
 
 func (h *jpegHandle) close() {
-	if h.par != nil {
-		C.pj_free(h.par)
-		h.par = nil
-	}
+	h.par.close()
 	if h.dec != nil {
 		C.tjDestroy(h.dec)
 		h.dec = nil
@@ -145,65 +139,6 @@ func (d *Decoder) decodeTurbo(data []byte, cfg Config, f scalingFactor) (RGB, er
 		buf = buf[:sw*sh*3]
 	}
 	return RGB{Width: sw, Height: sh, Stride: 3 * sw, Pix: buf}, nil
-}
-
-// parallelMinBytes is the smallest JPEG decoded on two threads: below it the second thread's
-// start-up and resynchronisation cost more than they save.
-const parallelMinBytes = 64 << 10
-
-// decodeParallel decodes a large baseline JPEG at a reduced DCT scale on two threads
-// (pjpeg.c), with libjpeg-turbo's pixels (for the one exception, crafted out-of-range
-// coefficients, see pj_prepare). It reports false, having written nothing the caller keeps, for
-// whatever it does not handle; libjpeg-turbo then decodes the frame (and reports the error if
-// the frame is bad).
-func (d *Decoder) decodeParallel(data []byte, f scalingFactor, w, h int) (RGB, bool) {
-	img, _, ok := d.decodeParallelAt(data, f, w, h, true, false)
-	return img, ok
-}
-
-// decodeParallelAt is decodeParallel that also returns the MCU where the two decodings met (-1
-// when the first decoded everything), for tests. With concurrent false it runs both halves one
-// after the other on this thread, so that they always meet and the joining is checked
-// deterministically. With checked set it refuses frames whose values leave the range where
-// libjpeg-turbo's SIMD and C arithmetic agree (see pj_prepare).
-func (d *Decoder) decodeParallelAt(data []byte, f scalingFactor, w, h int, concurrent, checked bool) (RGB, int, bool) {
-	if (8*f.num)%f.denom != 0 {
-		return RGB{}, -1, false
-	}
-	if d.h.par == nil {
-		if d.h.par = C.pj_new(); d.h.par == nil {
-			return RGB{}, -1, false
-		}
-	}
-	buf := d.grow(w * h * 3)
-	// pjpeg keeps pointers to data and buf across the calls below.
-	var pin runtime.Pinner
-	pin.Pin(&data[0])
-	pin.Pin(&buf[0])
-	defer pin.Unpin()
-	p := d.h.par
-	if C.pj_prepare(p, (*C.uint8_t)(&data[0]), C.size_t(len(data)), C.int(8*f.num/f.denom),
-		(*C.uint8_t)(&buf[0]), C.int(w), C.int(h), C.int(b2i(checked))) != C.PJ_OK {
-		return RGB{}, -1, false
-	}
-	if !concurrent {
-		C.pj_spec(p)
-		C.pj_main(p)
-		if C.pj_join(p) != C.PJ_OK {
-			return RGB{}, -1, false
-		}
-		C.pj_output(p, 0, C.pj_rows(p), 0)
-		return RGB{Width: w, Height: h, Stride: 3 * w, Pix: buf}, int(C.pj_met(p)), true
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); C.pj_thread_b(p) }()
-	C.pj_thread_a(p)
-	wg.Wait()
-	if C.pj_finish(p) != C.PJ_OK {
-		return RGB{}, -1, false
-	}
-	return RGB{Width: w, Height: h, Stride: 3 * w, Pix: buf}, int(C.pj_met(p)), true
 }
 
 // EncodeJPEG compresses packed RGB (4:2:0, the given quality) with libjpeg-turbo. With cmyk set
