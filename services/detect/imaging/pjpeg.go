@@ -91,4 +91,3 @@ func (d *Decoder) decodeParallelAt(data []byte, f scalingFactor, w, h int, concu
 	}
 	return RGB{Width: w, Height: h, Stride: 3 * w, Pix: buf}, int(C.pj_met(p)), true
 }
-
