@@ -44,33 +44,56 @@ type Runtime struct {
 	errs     []error
 }
 
-// Options are what a stage tells Start besides the environment.
-type Options struct {
-	Name       string               // ingest, detect, sink
-	Server     service.ServerConfig // its listeners
-	ServesData bool                 // whether the data listener serves data (and so needs auth)
-	ConfigErr  error                // the stage's own configuration errors, reported with the rest
-	Buckets    []string             // created if missing
+// Config is what every stage shares: how it reaches Kafka and object storage, its listeners,
+// and its shutdown bound. DefaultConfig and ConfigFromEnv make one; Validate names every bad value.
+type Config struct {
+	Kafka  kafkax.Config
+	Store  objstore.Config
+	Server service.ServerConfig
+	// DrainTimeout bounds everything after SIGTERM: STREAMDET_DRAIN_TIMEOUT, default 20s, [1s, 10m].
+	DrainTimeout time.Duration
+	// DeadLetterBucket keeps the values of dead letters too large for the topic:
+	// STREAMDET_DEADLETTER_BUCKET, default deadletters.
+	DeadLetterBucket string
 }
 
-// Start reads the Kafka and object storage configuration (validate reports every problem at
-// once, with the stage's own), creates the clients and starts the HTTP server. Buckets are
-// created if missing, retrying while object storage is unreachable.
-func Start(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry, o Options) (*Runtime, error) {
-	kc, oc := kafkax.FromEnv(env), objstore.FromEnv(env)
-	drain := env.Duration("STREAMDET_DRAIN_TIMEOUT", 20*time.Second)
-	dlBucket := env.String("STREAMDET_DEADLETTER_BUCKET", "deadletters")
-	var derr error
-	if drain < time.Second || drain > 10*time.Minute {
-		derr = fmt.Errorf("STREAMDET_DRAIN_TIMEOUT %s: must be in [1s, 10m]", drain)
+// ConfigFromEnv reads the shared configuration of service name (ingest, detect, sink), whose
+// data listener defaults to defAddr. Malformed values are recorded in env (env.Err()).
+func ConfigFromEnv(env envconf.Env, name, defAddr string) Config {
+	return Config{
+		Kafka: kafkax.FromEnv(env), Store: objstore.FromEnv(env), Server: service.ServerFromEnv(env, name, defAddr),
+		DrainTimeout:     env.Duration("STREAMDET_DRAIN_TIMEOUT", 20*time.Second),
+		DeadLetterBucket: env.String("STREAMDET_DEADLETTER_BUCKET", "deadletters"),
 	}
-	if err := errors.Join(o.ConfigErr, kc.Validate(), oc.Validate(), o.Server.Validate(o.Name, o.ServesData), derr, env.Err()); err != nil {
-		return nil, fmt.Errorf("configuration: %w", err)
+}
+
+// Validate checks the shared configuration of service name; servesData says whether its data
+// listener serves data (and so needs authentication).
+func (c Config) Validate(name string, servesData bool) error {
+	errs := []error{c.Kafka.Validate(), c.Store.Validate(), c.Server.Validate(name, servesData)}
+	if c.DrainTimeout < time.Second || c.DrainTimeout > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("STREAMDET_DRAIN_TIMEOUT %s: must be in [1s, 10m]", c.DrainTimeout))
 	}
+	return errors.Join(errs...)
+}
+
+// Options are what a stage tells Start.
+type Options struct {
+	Name       string // ingest, detect, sink
+	Config     Config // validated by the stage
+	ServesData bool   // whether the data listener serves data (and so needs auth)
+	Buckets    []string
+}
+
+// Start creates the clients of o.Config and starts the HTTP server. Buckets are created if
+// missing, retrying while object storage is unreachable. On any error, what was opened is closed.
+func Start(ctx context.Context, tel *telemetry.Telemetry, o Options) (*Runtime, error) {
+	kc, oc, drain, dlBucket := o.Config.Kafka, o.Config.Store, o.Config.DrainTimeout, o.Config.DeadLetterBucket
+	srv := o.Config.Server
 	if !o.ServesData {
-		o.Server.Auth = service.AuthNone // health and metrics only: nothing to authenticate
+		srv.Auth = service.AuthNone // health and metrics only: nothing to authenticate
 	}
-	auth, err := o.Server.Authenticator()
+	auth, err := srv.Authenticator()
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
@@ -114,10 +137,10 @@ func Start(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry, o Opt
 		return err
 	})
 	rt.Health.Probe("minio-ping", func(ctx context.Context) error { return rt.Store.Ping(ctx, dlBucket) })
-	if rt.Server, err = service.Listen(o.Server, auth, rt.Health, tel.Metrics); err != nil {
+	if rt.Server, err = service.Listen(srv, auth, rt.Health, tel.Metrics); err != nil {
 		return nil, err
 	}
-	tel.Logger.Info("listening", "addr", rt.Server.Addr(), "admin", rt.Server.AdminAddr(), "auth", o.Server.Auth)
+	tel.Logger.Info("listening", "addr", rt.Server.Addr(), "admin", rt.Server.AdminAddr(), "auth", srv.Auth)
 	for _, b := range append(o.Buckets, dlBucket) {
 		if err := rt.Stage.Retry(ctx, "minio", func() error { return rt.Store.EnsureBucket(ctx, b) }, nil); err != nil {
 			return nil, err

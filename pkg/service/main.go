@@ -13,13 +13,15 @@ import (
 	"github.com/streamdet/streamdet/pkg/telemetry"
 )
 
-// Run is a service's body: it starts its work and returns when ctx ends (SIGTERM or SIGINT)
-// after draining, or earlier with an error.
-type Run func(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error
-
-// Main runs a service and returns its exit code: set up telemetry, run until a signal, then
-// flush telemetry. Only main calls os.Exit.
-func Main(name string, run Run) int {
+// Main runs a service from its configuration in the environment and returns its exit code:
+// read and validate the configuration (load), set up telemetry, run until a signal, then flush
+// telemetry. Only main calls os.Exit.
+func Main[C any](name string, load func(envconf.Env) (C, error), run func(context.Context, C, *telemetry.Telemetry) error) int {
+	cfg, err := load(envconf.OS())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", name, err)
+		return 1
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	tel, err := telemetry.Setup(ctx, name)
@@ -28,7 +30,7 @@ func Main(name string, run Run) int {
 		return 1
 	}
 	tel.InstallGlobal() // one service per process: its telemetry may be the globals too
-	err = run(ctx, envconf.OS(), tel)
+	err = run(ctx, cfg, tel)
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if serr := tel.Shutdown(sctx); serr != nil {

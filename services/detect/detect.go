@@ -30,15 +30,17 @@ import (
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/routing"
-	"github.com/streamdet/streamdet/pkg/service"
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
 
-// Config is detect's own configuration.
+// Config is detect's configuration: DefaultConfig, or ConfigFromEnv; Validate names every bad
+// value and its limit.
 type Config struct {
-	// Server serves health and metrics: STREAMDET_DETECT_ADDR, default :8082 (see
-	// service.ServerConfig); detect serves no data.
-	Server service.ServerConfig
+	// Config is what every stage shares: Kafka, object storage, the listener (health and
+	// metrics only: STREAMDET_DETECT_ADDR, default :8082), the drain timeout.
+	pipeline.Config
+	// Redis is where routes live, when serving the registry by route (STREAMDET_REDIS_*).
+	Redis routing.RedisConfig
 	// FramesBucket is the only bucket frame references may name: STREAMDET_FRAMES_BUCKET,
 	// default frames.
 	FramesBucket string
@@ -68,11 +70,25 @@ type Config struct {
 	Engine engine.Config
 }
 
-// ConfigFromEnv reads and validates the Config.
+// DefaultConfig is the configuration with every default (the required endpoints and
+// credentials left empty).
+func DefaultConfig() Config { return fromEnv(envconf.Map(nil)) }
+
+// ConfigFromEnv reads the Config from the environment and validates it.
 func ConfigFromEnv(env envconf.Env) (Config, error) {
-	format, ferr := engine.ParseFormat(env.String("STREAMDET_MODEL_FORMAT", "auto"))
+	c := fromEnv(env)
+	return c, errors.Join(env.Err(), c.Validate())
+}
+
+func fromEnv(env envconf.Env) Config {
+	raw := env.String("STREAMDET_MODEL_FORMAT", "auto")
+	format, err := engine.ParseFormat(raw)
+	if err != nil {
+		format = engine.Format(raw) // Validate reports it
+	}
 	c := Config{
-		Server:       service.ServerFromEnv(env, "detect", ":8082"),
+		Config:       pipeline.ConfigFromEnv(env, "detect", ":8082"),
+		Redis:        routing.RedisFromEnv(env),
 		FramesBucket: env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Group:        env.String("STREAMDET_DETECT_GROUP", "streamdet-detect"),
 		ModelPath:    env.String("STREAMDET_MODEL_PATH", ""),
@@ -102,7 +118,18 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 		c.Engine.Sessions = max(1, runtime.GOMAXPROCS(0)/max(1, c.Engine.IntraOpThreads))
 	}
 	c.Concurrency = env.Int("STREAMDET_DETECT_CONCURRENCY", 2*max(1, c.Engine.Sessions))
-	errs := []error{ferr, env.Err(), c.Engine.Validate(), c.Engine.Limits.Validate()}
+	if c.ModelName == "" && !c.Routed() {
+		c.ModelName = strings.TrimSuffix(filepath.Base(c.ModelPath+c.ModelURI), ".onnx")
+	}
+	return c
+}
+
+// Validate checks every value, naming each bad one and its limit.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate("detect", false), c.Engine.Validate(), c.Engine.Limits.Validate(), contract.CheckID("STREAMDET_DETECT_GROUP", c.Group)}
+	if c.Routed() {
+		errs = append(errs, c.Redis.Validate())
+	}
 	if c.ModelPath != "" && c.ModelURI != "" {
 		errs = append(errs, errors.New("set at most one of STREAMDET_MODEL_PATH and STREAMDET_MODEL_URI"))
 	}
@@ -118,14 +145,11 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("STREAMDET_DETECT_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))
 	}
-	if c.ModelName == "" && !c.Routed() {
-		c.ModelName = strings.TrimSuffix(filepath.Base(c.ModelPath+c.ModelURI), ".onnx")
-	}
 	if c.ModelName != "" {
 		errs = append(errs, contract.CheckID("STREAMDET_MODEL_NAME", c.ModelName))
 	}
 	errs = append(errs, contract.CheckID("STREAMDET_MODEL_VERSION", c.ModelVersion))
-	return c, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // Routed reports whether detect serves registry versions by route (no fixed model given).

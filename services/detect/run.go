@@ -8,7 +8,6 @@ import (
 
 	"github.com/segmentio/kafka-go"
 
-	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/registry"
@@ -17,17 +16,14 @@ import (
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
 
-// Run is the service: it starts from the environment and returns when ctx ends (SIGTERM) and
-// the work in flight has drained, or earlier with an error. cmd/detect runs it as a process;
+// Run is the service: it runs with cfg (validated first) and returns when ctx ends (SIGTERM)
+// and the work in flight has drained, or earlier with an error. cmd/detect runs it as a process;
 // detctl dev runs it in-process against embedded servers.
-func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
-	cfg, cerr := ConfigFromEnv(env)
-	var rc routing.RedisConfig
-	if cfg.Routed() {
-		rc = routing.RedisFromEnv(env)
-		cerr = errors.Join(cerr, rc.Validate())
+func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
 	}
-	rt, err := pipeline.Start(ctx, env, tel, pipeline.Options{Name: "detect", Server: cfg.Server, ConfigErr: cerr})
+	rt, err := pipeline.Start(ctx, tel, pipeline.Options{Name: "detect", Config: cfg.Config})
 	if err != nil {
 		return err
 	}
@@ -44,7 +40,7 @@ func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
 		if shadow, err = rt.Writer(rt.Topics.Shadow); err != nil {
 			return err
 		}
-		store, err := routing.NewStore(rc)
+		store, err := routing.NewStore(cfg.Redis)
 		if err != nil {
 			return err
 		}

@@ -26,15 +26,15 @@ import (
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
-	"github.com/streamdet/streamdet/pkg/service"
 )
 
-// Config is ingest's own configuration (Kafka and object storage have theirs).
+// Config is ingest's configuration: DefaultConfig, or ConfigFromEnv; Validate names every bad
+// value and its limit.
 type Config struct {
-	// Server serves POST /v1/frames (authenticated) and health and metrics:
-	// STREAMDET_INGEST_ADDR (default :8081), STREAMDET_INGEST_AUTH, STREAMDET_INGEST_TOKENS_FILE, ...
-	// (see service.ServerConfig).
-	Server service.ServerConfig
+	// Config is what every stage shares: Kafka, object storage, the listeners (Server serves
+	// POST /v1/frames, authenticated: STREAMDET_INGEST_ADDR (default :8081),
+	// STREAMDET_INGEST_AUTH, STREAMDET_INGEST_TOKENS_FILE, ...), the drain timeout.
+	pipeline.Config
 	// Group is the consumer group. STREAMDET_INGEST_GROUP, default streamdet-ingest.
 	Group string
 	// Bucket holds frames. STREAMDET_FRAMES_BUCKET, default frames.
@@ -51,10 +51,19 @@ type Config struct {
 	EventBuckets []string
 }
 
-// ConfigFromEnv reads and validates the Config.
+// DefaultConfig is the configuration with every default (the required Kafka and object
+// storage endpoints and credentials left empty).
+func DefaultConfig() Config { return fromEnv(envconf.Map(nil)) }
+
+// ConfigFromEnv reads the Config from the environment and validates it.
 func ConfigFromEnv(env envconf.Env) (Config, error) {
-	c := Config{
-		Server:      service.ServerFromEnv(env, "ingest", ":8081"),
+	c := fromEnv(env)
+	return c, errors.Join(env.Err(), c.Validate())
+}
+
+func fromEnv(env envconf.Env) Config {
+	return Config{
+		Config:      pipeline.ConfigFromEnv(env, "ingest", ":8081"),
 		Group:       env.String("STREAMDET_INGEST_GROUP", "streamdet-ingest"),
 		Bucket:      env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Concurrency: env.Int("STREAMDET_INGEST_CONCURRENCY", 8),
@@ -65,17 +74,20 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 		Events:       env.Bool("STREAMDET_INGEST_EVENTS", true),
 		EventBuckets: env.List("STREAMDET_INGEST_EVENT_BUCKETS", nil),
 	}
-	var errs []error
+}
+
+// Validate checks every value, naming each bad one and its limit.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate("ingest", true), c.Limits.Validate(), contract.CheckID("STREAMDET_INGEST_GROUP", c.Group)}
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("STREAMDET_INGEST_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))
 	}
-	errs = append(errs, c.Limits.Validate())
 	for _, b := range c.EventBuckets {
 		if b == c.Bucket {
 			errs = append(errs, fmt.Errorf("STREAMDET_INGEST_EVENT_BUCKETS: %s is the frames bucket (ingest would ingest its own output)", b))
 		}
 	}
-	return c, errors.Join(append(errs, env.Err())...)
+	return errors.Join(errs...)
 }
 
 // Frame is one incoming frame, whatever its source.

@@ -45,10 +45,8 @@ func newFixture(t *testing.T) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := ConfigFromEnv(envconf.Map(map[string]string{"STREAMDET_INGEST_EVENT_BUCKETS": "uploads", "STREAMDET_MAX_FRAME_BYTES": "1000000"}))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := DefaultConfig()
+	cfg.EventBuckets, cfg.Limits.MaxBytes = []string{"uploads"}, 1000000
 	dog, err := os.ReadFile(testenv.Shared(t, "images", "dog.jpg"))
 	if err != nil {
 		t.Fatal(err)
@@ -227,13 +225,19 @@ func TestHandleEvent(t *testing.T) {
 }
 
 func TestConfig(t *testing.T) {
-	c, err := ConfigFromEnv(envconf.Map(nil))
-	if err != nil || c.Server.Addr != ":8081" || c.Concurrency != 8 || c.Limits.MaxBytes != 8<<20 || c.Server.Auth != service.AuthToken {
-		t.Fatalf("defaults: %+v %v", c, err)
+	c := DefaultConfig()
+	if c.Server.Addr != ":8081" || c.Concurrency != 8 || c.Limits.MaxBytes != 8<<20 || c.Server.Auth != service.AuthToken || c.DrainTimeout != 20*time.Second {
+		t.Fatalf("defaults: %+v", c)
 	}
-	_, err = ConfigFromEnv(envconf.Map(map[string]string{"STREAMDET_INGEST_CONCURRENCY": "0", "STREAMDET_MAX_FRAME_BYTES": "x",
-		"STREAMDET_INGEST_EVENT_BUCKETS": "frames"}))
-	for _, want := range []string{"STREAMDET_INGEST_CONCURRENCY 0", "STREAMDET_MAX_FRAME_BYTES", "frames bucket"} {
+	good := map[string]string{"STREAMDET_KAFKA_BROKERS": "127.0.0.1:9092", "STREAMDET_MINIO_ENDPOINT": "127.0.0.1:9000",
+		"STREAMDET_MINIO_ACCESS_KEY": "access", "STREAMDET_MINIO_SECRET_KEY": "secret-key", "STREAMDET_INGEST_AUTH": "none"}
+	if _, err := ConfigFromEnv(envconf.Map(good)); err != nil {
+		t.Fatalf("a good environment: %v", err)
+	}
+	_, err := ConfigFromEnv(envconf.Map(map[string]string{"STREAMDET_INGEST_CONCURRENCY": "0", "STREAMDET_MAX_FRAME_BYTES": "x",
+		"STREAMDET_INGEST_EVENT_BUCKETS": "frames", "STREAMDET_DRAIN_TIMEOUT": "1h"}))
+	for _, want := range []string{"STREAMDET_INGEST_CONCURRENCY 0", "STREAMDET_MAX_FRAME_BYTES", "frames bucket", "STREAMDET_KAFKA_BROKERS",
+		"STREAMDET_MINIO_ENDPOINT", "STREAMDET_INGEST_AUTH=token needs STREAMDET_INGEST_TOKENS_FILE", "STREAMDET_DRAIN_TIMEOUT 1h0m0s"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}

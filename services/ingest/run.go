@@ -3,20 +3,22 @@ package ingest
 import (
 	"context"
 	"errors"
+	"fmt"
 
-	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/telemetry"
 )
 
-// Run is the service: it starts from the environment and returns when ctx ends (SIGTERM) and
-// the work in flight has drained, or earlier with an error. cmd/ingest runs it as a process;
-// detctl dev runs it in-process against embedded servers.
-func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
-	cfg, cerr := ConfigFromEnv(env)
-	rt, err := pipeline.Start(ctx, env, tel, pipeline.Options{
-		Name: "ingest", Server: cfg.Server, ServesData: true, ConfigErr: cerr, Buckets: []string{cfg.Bucket},
+// Run is the service: it runs with cfg (validated first) and returns when ctx ends (SIGTERM)
+// and the work in flight has drained, or earlier with an error. cmd/ingest runs it as a
+// process; detctl dev runs it in-process against embedded servers.
+func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	rt, err := pipeline.Start(ctx, tel, pipeline.Options{
+		Name: "ingest", Config: cfg.Config, ServesData: true, Buckets: []string{cfg.Bucket},
 	})
 	if err != nil {
 		return err

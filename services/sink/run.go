@@ -2,24 +2,26 @@ package sink
 
 import (
 	"context"
+	"fmt"
 
-	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/telemetry"
 )
 
-// Run is the service: it starts from the environment and returns when ctx ends (SIGTERM) and
-// the work in flight has drained, or earlier with an error. cmd/sink runs it as a process;
+// Run is the service: it runs with cfg (validated first) and returns when ctx ends (SIGTERM)
+// and the work in flight has drained, or earlier with an error. cmd/sink runs it as a process;
 // detctl dev runs it in-process against embedded servers.
-func Run(ctx context.Context, env envconf.Env, tel *telemetry.Telemetry) error {
-	cfg, cerr := ConfigFromEnv(env)
+func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	buckets := []string{cfg.Bucket}
 	if cfg.Annotate && cfg.AnnotatedBucket != "" {
 		buckets = append(buckets, cfg.AnnotatedBucket)
 	}
-	rt, err := pipeline.Start(ctx, env, tel, pipeline.Options{
-		Name: "sink", Server: cfg.Server, ServesData: cfg.Annotate, ConfigErr: cerr, Buckets: buckets,
+	rt, err := pipeline.Start(ctx, tel, pipeline.Options{
+		Name: "sink", Config: cfg.Config, ServesData: cfg.Annotate, Buckets: buckets,
 	})
 	if err != nil {
 		return err

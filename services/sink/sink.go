@@ -26,14 +26,15 @@ import (
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
-	"github.com/streamdet/streamdet/pkg/service"
 )
 
-// Config is the sink's own configuration.
+// Config is the sink's configuration: DefaultConfig, or ConfigFromEnv; Validate names every
+// bad value and its limit.
 type Config struct {
-	// Server serves the live view (authenticated) and health and metrics: STREAMDET_SINK_ADDR
-	// (default :8083), STREAMDET_SINK_AUTH, STREAMDET_SINK_TOKENS_FILE, ... (see service.ServerConfig).
-	Server service.ServerConfig
+	// Config is what every stage shares: Kafka, object storage, the listeners (Server serves the
+	// live view, authenticated: STREAMDET_SINK_ADDR (default :8083), STREAMDET_SINK_AUTH,
+	// STREAMDET_SINK_TOKENS_FILE, ...), the drain timeout.
+	pipeline.Config
 	// FramesBucket is the only bucket the annotator reads frames from: STREAMDET_FRAMES_BUCKET,
 	// default frames.
 	FramesBucket string
@@ -62,10 +63,19 @@ type Config struct {
 	TraceURL string
 }
 
-// ConfigFromEnv reads and validates the Config.
+// DefaultConfig is the configuration with every default (the required endpoints and
+// credentials left empty).
+func DefaultConfig() Config { return fromEnv(envconf.Map(nil)) }
+
+// ConfigFromEnv reads the Config from the environment and validates it.
 func ConfigFromEnv(env envconf.Env) (Config, error) {
+	c := fromEnv(env)
+	return c, errors.Join(env.Err(), c.Validate())
+}
+
+func fromEnv(env envconf.Env) Config {
 	c := Config{
-		Server:          service.ServerFromEnv(env, "sink", ":8083"),
+		Config:          pipeline.ConfigFromEnv(env, "sink", ":8083"),
 		FramesBucket:    env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		JournalBatches:  env.Int("STREAMDET_SINK_JOURNAL_BATCHES", 64),
 		Group:           env.String("STREAMDET_SINK_GROUP", "streamdet-sink"),
@@ -80,7 +90,12 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	if c.AnnotatedBucket == "none" {
 		c.AnnotatedBucket = ""
 	}
-	errs := []error{env.Err()}
+	return c
+}
+
+// Validate checks every value, naming each bad one and its limit.
+func (c Config) Validate() error {
+	errs := []error{c.Config.Validate("sink", c.Annotate)}
 	if c.BatchRows < 1 || c.BatchRows > 100000 {
 		errs = append(errs, fmt.Errorf("STREAMDET_SINK_BATCH_ROWS %d: must be in [1, 100000]", c.BatchRows))
 	}
@@ -95,7 +110,7 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 	}
 	// The group names a journal prefix: one identifier, never a path.
 	errs = append(errs, contract.CheckID("STREAMDET_SINK_GROUP", c.Group))
-	return c, errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 type row struct {

@@ -24,7 +24,8 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/streamdet/streamdet/pkg/envconf"
+	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/service"
 	"github.com/streamdet/streamdet/pkg/telemetry"
 	"github.com/streamdet/streamdet/services/detect"
 	"github.com/streamdet/streamdet/services/ingest"
@@ -37,12 +38,22 @@ type Options struct {
 	IngestPort, DetectPort, SinkPort int
 	Partitions                       int // per topic; default 3
 	ModelName                        string
-	Extra                            map[string]string // more service environment
+	// Configure, when set, adjusts the services' configurations before they start.
+	Configure func(*Configs)
+}
+
+// Configs are the three services' configurations in the all-in-one mode: typed values built from
+// each service's DefaultConfig, never strings.
+type Configs struct {
+	Ingest ingest.Config
+	Detect detect.Config
+	Sink   sink.Config
 }
 
 // Stack is the running embedded servers and services.
 type Stack struct {
-	Env      map[string]string // what the services (and other clients) are configured with
+	Env      map[string]string // the endpoints and credentials clients (detctl, the user's shell) use
+	Configs  Configs           // what the services run with
 	kafka    *kfake.Cluster
 	s3       *http.Server
 	redis    *miniredis.Miniredis
@@ -117,21 +128,13 @@ func StartServers(o Options) (*Stack, error) {
 		"STREAMDET_INGEST_ADDR":      addr(o.IngestPort),
 		"STREAMDET_DETECT_ADDR":      addr(o.DetectPort),
 		"STREAMDET_SINK_ADDR":        addr(o.SinkPort),
-		"STREAMDET_SINK_ANNOTATE":    "true",
-		// The all-in-one listens on loopback only, for one developer: no tokens.
-		"STREAMDET_INGEST_AUTH":         "none",
-		"STREAMDET_SINK_AUTH":           "none",
-		"STREAMDET_INGEST_EVENTS":       "false",
-		"STREAMDET_SINK_FLUSH_INTERVAL": "500ms",
-	}
-	if o.ModelName != "" {
-		s.Env["STREAMDET_MODEL_NAME"] = o.ModelName
 	}
 	if lib := os.Getenv("ONNXRUNTIME_LIB"); lib != "" {
 		s.Env["ONNXRUNTIME_LIB"] = lib
 	}
-	for k, v := range o.Extra {
-		s.Env[k] = v
+	s.Configs = s.configs(o.ModelName)
+	if o.Configure != nil {
+		o.Configure(&s.Configs)
 	}
 	return s, nil
 }
@@ -150,13 +153,40 @@ func (s *Stack) Exports() string {
 	return b.String()
 }
 
-// RunServices starts ingest, detect and sink in-process with the stack's environment.
+// configs builds the services' configurations for these servers from their defaults.
+func (s *Stack) configs(model string) Configs {
+	shared := func(c pipeline.Config, addr string) pipeline.Config {
+		c.Kafka.Brokers = strings.Split(s.Env["STREAMDET_KAFKA_BROKERS"], ",")
+		c.Store.Endpoint, c.Store.AccessKey, c.Store.SecretKey = s.Env["STREAMDET_MINIO_ENDPOINT"], s.Env["STREAMDET_MINIO_ACCESS_KEY"], s.Env["STREAMDET_MINIO_SECRET_KEY"]
+		c.Server.Addr = addr
+		c.Server.Auth = service.AuthNone // the all-in-one listens on loopback only, for one developer: no tokens
+		return c
+	}
+	in := ingest.DefaultConfig()
+	in.Config = shared(in.Config, s.Env["STREAMDET_INGEST_ADDR"])
+	in.Events = false
+	det := detect.DefaultConfig()
+	det.Config = shared(det.Config, s.Env["STREAMDET_DETECT_ADDR"])
+	det.Redis.Addr, det.Redis.Password = s.Env["STREAMDET_REDIS_ADDR"], s.Env["STREAMDET_REDIS_PASSWORD"]
+	det.ModelName = model
+	sk := sink.DefaultConfig()
+	sk.Config = shared(sk.Config, s.Env["STREAMDET_SINK_ADDR"])
+	sk.Annotate, sk.FlushInterval = true, 500*time.Millisecond
+	return Configs{Ingest: in, Detect: det, Sink: sk}
+}
+
+// RunServices starts ingest, detect and sink in-process with the stack's configurations.
 func (s *Stack) RunServices(ctx context.Context) error {
 	ctx, s.cancel = context.WithCancel(ctx)
+	c := s.Configs
 	for _, svc := range []struct {
 		name string
-		run  func(context.Context, envconf.Env, *telemetry.Telemetry) error
-	}{{"ingest", ingest.Run}, {"detect", detect.Run}, {"sink", sink.Run}} {
+		run  func(context.Context, *telemetry.Telemetry) error
+	}{
+		{"ingest", func(ctx context.Context, tel *telemetry.Telemetry) error { return ingest.Run(ctx, c.Ingest, tel) }},
+		{"detect", func(ctx context.Context, tel *telemetry.Telemetry) error { return detect.Run(ctx, c.Detect, tel) }},
+		{"sink", func(ctx context.Context, tel *telemetry.Telemetry) error { return sink.Run(ctx, c.Sink, tel) }},
+	} {
 		tel, err := telemetry.Setup(ctx, svc.name)
 		if err != nil {
 			return err
@@ -165,7 +195,7 @@ func (s *Stack) RunServices(ctx context.Context) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			err := svc.run(ctx, envconf.Map(s.Env), tel)
+			err := svc.run(ctx, tel)
 			tel.Shutdown(context.Background())
 			if err != nil && !errors.Is(err, context.Canceled) {
 				s.mu.Lock()

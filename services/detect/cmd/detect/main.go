@@ -9,4 +9,4 @@ import (
 	"github.com/streamdet/streamdet/services/detect"
 )
 
-func main() { os.Exit(service.Main("detect", detect.Run)) }
+func main() { os.Exit(service.Main("detect", detect.ConfigFromEnv, detect.Run)) }

@@ -9,4 +9,4 @@ import (
 	"github.com/streamdet/streamdet/services/ingest"
 )
 
-func main() { os.Exit(service.Main("ingest", ingest.Run)) }
+func main() { os.Exit(service.Main("ingest", ingest.ConfigFromEnv, ingest.Run)) }

@@ -9,4 +9,4 @@ import (
 	"github.com/streamdet/streamdet/services/sink"
 )
 
-func main() { os.Exit(service.Main("sink", sink.Run)) }
+func main() { os.Exit(service.Main("sink", sink.ConfigFromEnv, sink.Run)) }
