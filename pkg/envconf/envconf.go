@@ -17,17 +17,23 @@ import (
 type Env struct {
 	lookup func(string) (string, bool)
 	errs   *[]error
+	keys   *[]string
 }
 
 // OS reads the process environment.
-func OS() Env { return Env{lookup: os.LookupEnv, errs: new([]error)} }
+func OS() Env { return Env{lookup: os.LookupEnv, errs: new([]error), keys: new([]string)} }
 
 // Map reads from a map, for tests.
 func Map(m map[string]string) Env {
-	return Env{lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }, errs: new([]error)}
+	return Env{lookup: func(k string) (string, bool) { v, ok := m[k]; return v, ok }, errs: new([]error), keys: new([]string)}
 }
 
+// Keys lists every variable asked for so far, in order (a test compares them with the
+// documentation).
+func (e Env) Keys() []string { return append([]string(nil), *e.keys...) }
+
 func (e Env) get(key string) (string, bool) {
+	*e.keys = append(*e.keys, key)
 	v, ok := e.lookup(key)
 	v = strings.TrimSpace(v)
 	return v, ok && v != ""

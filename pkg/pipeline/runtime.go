@@ -58,10 +58,11 @@ type Config struct {
 }
 
 // ConfigFromEnv reads the shared configuration of service name (ingest, detect, sink), whose
-// data listener defaults to defAddr. Malformed values are recorded in env (env.Err()).
-func ConfigFromEnv(env envconf.Env, name, defAddr string) Config {
+// data listener defaults to defAddr and serves data when servesData (then with authentication).
+// Malformed values are recorded in env (env.Err()).
+func ConfigFromEnv(env envconf.Env, name, defAddr string, servesData bool) Config {
 	return Config{
-		Kafka: kafkax.FromEnv(env), Store: objstore.FromEnv(env), Server: service.ServerFromEnv(env, name, defAddr),
+		Kafka: kafkax.FromEnv(env), Store: objstore.FromEnv(env), Server: service.ServerFromEnv(env, name, defAddr, servesData),
 		DrainTimeout:     env.Duration("STREAMDET_DRAIN_TIMEOUT", 20*time.Second),
 		DeadLetterBucket: env.String("STREAMDET_DEADLETTER_BUCKET", "deadletters"),
 	}

@@ -39,9 +39,20 @@ type ServerConfig struct {
 }
 
 // ServerFromEnv reads the ServerConfig of service name (ingest, detect, sink), whose data
-// listener defaults to defAddr.
-func ServerFromEnv(env envconf.Env, name, defAddr string) ServerConfig {
+// listener defaults to defAddr. A service that serves no data (data false) has no
+// authentication to configure: it reads no AUTH or TOKENS_FILE variable.
+func ServerFromEnv(env envconf.Env, name, defAddr string, data bool) ServerConfig {
 	p := "STREAMDET_" + strings.ToUpper(name) + "_"
+	if !data {
+		return ServerConfig{
+			Addr: env.String(p+"ADDR", defAddr), AdminAddr: env.String("STREAMDET_ADMIN_ADDR", ""), Auth: AuthNone,
+			TLSCert: env.String(p+"TLS_CERT_FILE", ""), TLSKey: env.String(p+"TLS_KEY_FILE", ""),
+			ReadTimeout:   env.Duration("STREAMDET_HTTP_READ_TIMEOUT", 30*time.Second),
+			WriteTimeout:  env.Duration("STREAMDET_HTTP_WRITE_TIMEOUT", 60*time.Second),
+			IdleTimeout:   env.Duration("STREAMDET_HTTP_IDLE_TIMEOUT", 120*time.Second),
+			MaxConcurrent: env.Int("STREAMDET_HTTP_MAX_CONCURRENT", 64),
+		}
+	}
 	return ServerConfig{
 		Addr:          env.String(p+"ADDR", defAddr),
 		AdminAddr:     env.String("STREAMDET_ADMIN_ADDR", ""),

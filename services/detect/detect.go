@@ -87,7 +87,7 @@ func fromEnv(env envconf.Env) Config {
 		format = engine.Format(raw) // Validate reports it
 	}
 	c := Config{
-		Config:       pipeline.ConfigFromEnv(env, "detect", ":8082"),
+		Config:       pipeline.ConfigFromEnv(env, "detect", ":8082", false),
 		Redis:        routing.RedisFromEnv(env),
 		FramesBucket: env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Group:        env.String("STREAMDET_DETECT_GROUP", "streamdet-detect"),

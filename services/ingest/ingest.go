@@ -63,7 +63,7 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 
 func fromEnv(env envconf.Env) Config {
 	return Config{
-		Config:      pipeline.ConfigFromEnv(env, "ingest", ":8081"),
+		Config:      pipeline.ConfigFromEnv(env, "ingest", ":8081", true),
 		Group:       env.String("STREAMDET_INGEST_GROUP", "streamdet-ingest"),
 		Bucket:      env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Concurrency: env.Int("STREAMDET_INGEST_CONCURRENCY", 8),

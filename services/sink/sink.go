@@ -75,7 +75,7 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 
 func fromEnv(env envconf.Env) Config {
 	c := Config{
-		Config:          pipeline.ConfigFromEnv(env, "sink", ":8083"),
+		Config:          pipeline.ConfigFromEnv(env, "sink", ":8083", true),
 		FramesBucket:    env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		JournalBatches:  env.Int("STREAMDET_SINK_JOURNAL_BATCHES", 64),
 		Group:           env.String("STREAMDET_SINK_GROUP", "streamdet-sink"),
