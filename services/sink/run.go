@@ -27,16 +27,17 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 		return err
 	}
 	defer rt.Close()
-	s := New(rt.Work, cfg, rt.Stage, rt.Store, rt.Topics.Detections)
-	go s.Run()
+	var view *View
 	if cfg.Annotate {
-		s.view = NewView(ViewConfig{Store: rt.Store, FramesBucket: cfg.FramesBucket, Bucket: cfg.AnnotatedBucket, TraceURL: cfg.TraceURL})
+		view = NewView(ViewConfig{Store: rt.Store, FramesBucket: cfg.FramesBucket, Bucket: cfg.AnnotatedBucket, TraceURL: cfg.TraceURL})
 		vctx, stopView := context.WithCancel(context.WithoutCancel(ctx))
 		defer stopView()
-		go s.view.Run(vctx)
-		rt.Server.Handle("/", s.view.Handler())
+		go view.Run(vctx)
+		rt.Server.Handle("/", view.Handler())
 		tel.Logger.Info("live view", "url", "http://"+rt.Server.Addr()+"/")
 	}
+	s := New(rt.Work, cfg, rt.Stage, rt.Store, rt.Topics.Detections, view)
+	go s.Run()
 	// Concurrency = batch size: the rows of a batch wait together for their flush.
 	c, err := rt.Consume(ctx, kafkax.ConsumerConfig{
 		Group: cfg.Group, Topic: rt.Topics.Detections, Concurrency: cfg.BatchRows, OnAssign: s.Assigned,

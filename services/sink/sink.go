@@ -150,11 +150,15 @@ type Sink struct {
 	done chan struct{}
 }
 
-// New creates a Sink writing to cfg.Bucket with journal entries under group/topic; call Run in
-// the background and Close after the consumer has stopped. work bounds its writes.
-func New(work context.Context, cfg Config, stage *pipeline.Stage, store *objstore.Store, topic string) *Sink {
+// New creates a Sink writing to cfg.Bucket with journal entries under group/topic, offering rows
+// to view (nil when not annotating).
+//
+// Lifecycle: Run in the background; Close after the consumer has stopped (it writes what is
+// left, within work, which bounds every write, and returns when Run has). Close without Run
+// is not allowed.
+func New(work context.Context, cfg Config, stage *pipeline.Stage, store *objstore.Store, topic string, view *View) *Sink {
 	return &Sink{
-		cfg: cfg, stage: stage, store: store, journal: newJournal(store, cfg.Bucket, cfg.Group, topic),
+		cfg: cfg, stage: stage, store: store, journal: newJournal(store, cfg.Bucket, cfg.Group, topic), view: view,
 		now: time.Now, work: work, kick: make(chan struct{}, 1), committed: func(int) (int64, bool) { return 0, false },
 		seen: newFIFOSet(cfg.DedupeKeys), stop: make(chan struct{}), done: make(chan struct{}),
 	}

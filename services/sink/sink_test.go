@@ -76,7 +76,7 @@ func newTestSink(t *testing.T, st *objstore.Store, batchRows int) *Sink {
 		t.Fatal(err)
 	}
 	cfg := Config{Group: "g", Bucket: "detections", BatchRows: batchRows, FlushInterval: time.Hour, DedupeKeys: 1000, JournalBatches: 4}
-	return New(context.Background(), cfg, stage, st, "t.detections")
+	return New(context.Background(), cfg, stage, st, "t.detections", nil)
 }
 
 // message is the detections message of (stream, frame) at a partition offset.
