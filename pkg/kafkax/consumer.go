@@ -44,6 +44,7 @@ type Consumer struct {
 
 type partition struct {
 	pending []*delivery // fetched, in offset order, not yet committed
+	next    int64       // the offset after the last one delivered
 }
 
 // delivery is one fetch of one message. Each delivery holds one window token, released exactly
@@ -64,8 +65,9 @@ type ConsumerConfig struct {
 	DrainTimeout time.Duration // how long Run waits for messages in flight at shutdown; default 30s
 	Logger       *slog.Logger
 	// OnAssign, when set, is called before the first message of a partition is handed to the
-	// handler after the partition was assigned to this consumer, or rewound by a rebalance, with
-	// the offset delivery starts from (every later offset of the partition will be delivered).
+	// handler after the partition was assigned to this consumer (at start, or again after a
+	// rebalance: seen as any break in the partition's offsets, a rewind or a jump), with the
+	// offset delivery starts from (every later offset of the partition will be delivered).
 	// Messages of the partition wait for it; an error stops the consumer, as a handler error does.
 	OnAssign func(ctx context.Context, partition int, offset int64) error
 }
@@ -206,10 +208,15 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	p := c.parts[m.Partition]
-	if assigned = p == nil || len(p.pending) > 0 && m.Offset <= p.pending[len(p.pending)-1].m.Offset; assigned {
+	// Delivery from a partition is contiguous while this consumer owns it; any other offset
+	// means the partition was (re)assigned: delivery now starts from the group's committed
+	// offset (a jump forward when another member advanced it meanwhile, or a rewind).
+	assigned = p == nil || m.Offset != p.next
+	if rewind := p != nil && len(p.pending) > 0 && m.Offset <= p.pending[len(p.pending)-1].m.Offset; p == nil || rewind {
 		// New partition, or a rewind after a rebalance: the group's committed offset is the
 		// truth again and what was pending will be delivered again. Tokens of the dropped
-		// deliveries come back now if they finished, or when they finish.
+		// deliveries come back now if they finished, or when they finish. (After a jump
+		// forward, deliveries still pending from before finish and commit in order as usual.)
 		if p != nil {
 			for _, old := range p.pending {
 				if old.done {
@@ -224,6 +231,7 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 	}
 	d = &delivery{m: m}
 	p.pending = append(p.pending, d)
+	p.next = m.Offset + 1
 	c.held++
 	return d, assigned
 }

@@ -83,3 +83,41 @@ func TestWindowSurvivesRewinds(t *testing.T) {
 		})
 	}
 }
+
+// TestAssignedOnAnyBreak: OnAssign fires for a new partition, a rewind and a jump forward (the
+// partition came back after another member advanced it), not for contiguous delivery; after a
+// jump, deliveries still pending finish and commit in order.
+func TestAssignedOnAnyBreak(t *testing.T) {
+	var commits []int64
+	c := &Consumer{window: make(chan struct{}, 64), parts: map[int]*partition{}, committed: map[int]int64{}, log: slog.Default(),
+		commitFn: func(_ context.Context, ms ...kafka.Message) error { commits = append(commits, ms[len(ms)-1].Offset); return nil }}
+	fetch := func(off int64) (*delivery, bool) {
+		c.window <- struct{}{}
+		return c.track(kafka.Message{Partition: 3, Offset: off})
+	}
+	var ds []*delivery
+	for i, tc := range []struct {
+		off      int64
+		assigned bool
+	}{{10, true}, {11, false}, {12, false}, {200, true}, {201, false}, {150, true}, {151, false}} {
+		d, a := fetch(tc.off)
+		if a != tc.assigned {
+			t.Fatalf("delivery %d (offset %d): assigned %v, want %v", i, tc.off, a, tc.assigned)
+		}
+		ds = append(ds, d)
+		if tc.off == 201 { // before the rewind: finish everything so far, oldest last
+			for j := len(ds) - 1; j >= 0; j-- {
+				c.finish(context.Background(), ds[j])
+			}
+		}
+	}
+	for _, d := range ds[5:] {
+		c.finish(context.Background(), d)
+	}
+	if c.InFlight() != 0 || len(c.window) != 0 {
+		t.Fatalf("%d deliveries, %d tokens held", c.InFlight(), len(c.window))
+	}
+	if got := c.committed[3]; got != 201 {
+		t.Fatalf("committed through %d (commits %v), want 201", got, commits)
+	}
+}
