@@ -90,7 +90,10 @@ func TestWindowSurvivesRewinds(t *testing.T) {
 func TestAssignedOnAnyBreak(t *testing.T) {
 	var commits []int64
 	c := &Consumer{window: make(chan struct{}, 64), parts: map[int]*partition{}, committed: map[int]int64{}, log: slog.Default(),
-		commitFn: func(_ context.Context, ms ...kafka.Message) error { commits = append(commits, ms[len(ms)-1].Offset); return nil }}
+		commitFn: func(_ context.Context, ms ...kafka.Message) error {
+			commits = append(commits, ms[len(ms)-1].Offset)
+			return nil
+		}}
 	fetch := func(off int64) (*delivery, bool) {
 		c.window <- struct{}{}
 		return c.track(kafka.Message{Partition: 3, Offset: off})
