@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/johannesboyne/gofakes3"
-	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"github.com/minio/minio-go/v7"
 	"github.com/segmentio/kafka-go"
 
@@ -54,18 +52,9 @@ func TestObjectKeyIsStableAndPartitioned(t *testing.T) {
 	}
 }
 
-// fakeS3 is an in-process S3 API for unit tests (the integration tests use MinIO).
+// fakeS3 is an in-process S3 API (the integration tests use MinIO) with the detections bucket.
 func fakeS3(t *testing.T) *objstore.Store {
-	t.Helper()
-	srv := httptest.NewServer(gofakes3.New(s3mem.New()).Server())
-	t.Cleanup(srv.Close)
-	st, err := objstore.New(objstore.Config{Endpoint: strings.TrimPrefix(srv.URL, "http://"), AccessKey: "test-access", SecretKey: "test-secret-key", Region: "us-east-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureBucket(context.Background(), "detections"); err != nil {
-		t.Fatal(err)
-	}
+	st, _ := testenv.FakeS3(t, "detections")
 	return st
 }
 
