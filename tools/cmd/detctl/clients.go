@@ -48,6 +48,32 @@ func connect(ctx context.Context, needRoutes bool) (*clients, error) {
 	return c, nil
 }
 
+// usageError is a wrong invocation: its text is printed as is, with exit code 2.
+type usageError string
+
+func (u usageError) Error() string { return string(u) }
+
+// withClients is the prologue every registry and route subcommand shares: connect (Redis
+// required or not), run body, close, and report a failure as "detctl NAME: …" with exit code 1
+// (2 for a usageError).
+func withClients(ctx context.Context, name string, needRoutes bool, stderr io.Writer, body func(*clients) error) int {
+	c, err := connect(ctx, needRoutes)
+	if err == nil {
+		defer c.close()
+		err = body(c)
+	}
+	var u usageError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &u):
+		fmt.Fprintln(stderr, u)
+		return 2
+	}
+	fmt.Fprintf(stderr, "detctl %s: %v\n", name, err)
+	return 1
+}
+
 func (c *clients) close() {
 	if c != nil && c.routes != nil {
 		c.routes.Close()

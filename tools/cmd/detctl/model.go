@@ -56,36 +56,29 @@ func runModelPush(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 		cfg.Names = engine.ReadNames(b)
 	}
-	c, err := connect(ctx, true) // the digest is recorded in Redis, out of the bucket's reach
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl model push:", err)
-		return 1
-	}
-	defer c.close()
-	m, err := pushModel(ctx, c.reg, registry.Manifest{Name: *name, Version: *version, Notes: *notes, Source: *source}, data, cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "detctl model push: %s: %v\n", pos[0], err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "pushed %s/%s: %s %dx%d, %d classes, sha256 %s, %d bytes\n", m.Name, m.Version, m.Format, m.InputWidth, m.InputHeight, len(m.Names), m.SHA256, m.Size)
-	return 0
+	// Redis is required: the digest is recorded there, out of the bucket's reach.
+	return withClients(ctx, "model push", true, stderr, func(c *clients) error {
+		m, err := pushModel(ctx, c.reg, registry.Manifest{Name: *name, Version: *version, Notes: *notes, Source: *source}, data, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", pos[0], err)
+		}
+		fmt.Fprintf(stdout, "pushed %s/%s: %s %dx%d, %d classes, sha256 %s, %d bytes\n", m.Name, m.Version, m.Format, m.InputWidth, m.InputHeight, len(m.Names), m.SHA256, m.Size)
+		return nil
+	})
 }
 
 func runModelLs(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, err := connect(ctx, false)
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl model ls:", err)
-		return 1
-	}
-	defer c.close()
 	name := ""
 	if len(args) > 0 {
 		name = args[0]
 	}
+	return withClients(ctx, "model ls", false, stderr, func(c *clients) error { return listModels(ctx, c, name, stdout) })
+}
+
+func listModels(ctx context.Context, c *clients, name string, stdout io.Writer) error {
 	ms, err := c.reg.List(ctx, name)
 	if err != nil {
-		fmt.Fprintln(stderr, "detctl model ls:", err)
-		return 1
+		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tINPUT\tCLASSES\tSIZE\tSHA256\tCREATED\tNOTES")
@@ -93,8 +86,7 @@ func runModelLs(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%dx%d\t%d\t%d\t%.12s\t%s\t%s\n", m.Name, m.Version, m.Format, m.InputWidth, m.InputHeight,
 			len(m.Names), m.Size, m.SHA256, m.Created.Format(time.RFC3339), m.Notes)
 	}
-	tw.Flush()
-	return 0
+	return tw.Flush()
 }
 
 func runModelShow(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -102,29 +94,23 @@ func runModelShow(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "usage: detctl model show NAME VERSION")
 		return 2
 	}
-	c, err := connect(ctx, false)
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl model show:", err)
-		return 1
-	}
-	defer c.close()
-	m, err := c.reg.Manifest(ctx, args[0], args[1])
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl model show:", err)
-		return 1
-	}
-	out := map[string]any{"manifest": m}
-	if c.routes != nil {
-		if st, err := c.routes.Statuses(ctx, args[0]); err == nil {
-			if s, ok := st[args[1]]; ok {
-				out["status"] = s
+	return withClients(ctx, "model show", false, stderr, func(c *clients) error {
+		m, err := c.reg.Manifest(ctx, args[0], args[1])
+		if err != nil {
+			return err
+		}
+		out := map[string]any{"manifest": m}
+		if c.routes != nil {
+			if st, err := c.routes.Statuses(ctx, args[0]); err == nil {
+				if s, ok := st[args[1]]; ok {
+					out["status"] = s
+				}
 			}
 		}
-	}
-	enc := json.NewEncoder(stdout)
-	enc.SetIndent("", "  ")
-	enc.Encode(out)
-	return 0
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(out)
+	})
 }
 
 func runModelRm(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -132,27 +118,20 @@ func runModelRm(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "usage: detctl model rm NAME VERSION")
 		return 2
 	}
-	c, err := connect(ctx, true)
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl model rm:", err)
-		return 1
-	}
-	defer c.close()
-	r, err := c.routes.Get(ctx, args[0])
-	switch {
-	case err == nil && r.Uses(args[1], time.Now()):
-		fmt.Fprintf(stderr, "detctl model rm: %s/%s is used by the route of %s (revision %d); change the route first\n", args[0], args[1], args[0], r.Revision)
-		return 1
-	case err != nil && !isNoRoute(err):
-		fmt.Fprintln(stderr, "detctl model rm: cannot check the route:", err)
-		return 1
-	}
-	if err := c.reg.Delete(ctx, args[0], args[1]); err != nil {
-		fmt.Fprintln(stderr, "detctl model rm:", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "removed %s/%s\n", args[0], args[1])
-	return 0
+	return withClients(ctx, "model rm", true, stderr, func(c *clients) error {
+		r, err := c.routes.Get(ctx, args[0])
+		switch {
+		case err == nil && r.Uses(args[1], time.Now()):
+			return fmt.Errorf("%s/%s is used by the route of %s (revision %d); change the route first", args[0], args[1], args[0], r.Revision)
+		case err != nil && !isNoRoute(err):
+			return fmt.Errorf("cannot check the route: %w", err)
+		}
+		if err := c.reg.Delete(ctx, args[0], args[1]); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "removed %s/%s\n", args[0], args[1])
+		return nil
+	})
 }
 
 func isNoRoute(err error) bool { return errors.Is(err, routingErrNoRoute) }

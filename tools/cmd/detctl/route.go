@@ -84,33 +84,25 @@ func runRouteSet(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		f := false
 		r.Sticky = &f
 	}
-	return storeRoute(ctx, r, stdout, stderr)
+	return withClients(ctx, "route set", true, stderr, func(c *clients) error { return storeRoute(ctx, c, r, stdout) })
 }
 
-// storeRoute checks every version exists in the registry, then stores the route.
-func storeRoute(ctx context.Context, r *routing.Route, stdout, stderr io.Writer) int {
-	c, err := connect(ctx, true)
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl route:", err)
-		return 1
-	}
-	defer c.close()
+// storeRoute checks the route and that every version it names exists in the registry, then
+// stores it.
+func storeRoute(ctx context.Context, c *clients, r *routing.Route, stdout io.Writer) error {
 	if err := r.Validate(); err != nil {
-		fmt.Fprintln(stderr, "detctl route:", err)
-		return 2
+		return usageError("detctl route: " + err.Error())
 	}
 	for _, v := range r.Versions(time.Now()) {
 		if _, err := c.reg.Manifest(ctx, r.Model, v); err != nil {
-			fmt.Fprintf(stderr, "detctl route: version %s: %v\n", v, err)
-			return 1
+			return fmt.Errorf("version %s: %w", v, err)
 		}
 	}
 	if err := c.routes.Set(ctx, r); err != nil {
-		fmt.Fprintln(stderr, "detctl route:", err)
-		return 1
+		return err
 	}
 	fmt.Fprintf(stdout, "route %s revision %d: %s\n", r.Model, r.Revision, describe(r))
-	return 0
+	return nil
 }
 
 func describe(r *routing.Route) string {
@@ -143,25 +135,20 @@ func runRouteGet(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "usage: detctl route get NAME [--json]")
 		return 2
 	}
-	c, err := connect(ctx, true)
+	return withClients(ctx, "route get", true, stderr, func(c *clients) error { return showRoute(ctx, c, pos[0], *asJSON, stdout) })
+}
+
+func showRoute(ctx context.Context, c *clients, model string, asJSON bool, stdout io.Writer) error {
+	r, err := c.routes.Get(ctx, model)
 	if err != nil {
-		fmt.Fprintln(stderr, "detctl route get:", err)
-		return 1
+		return err
 	}
-	defer c.close()
-	r, err := c.routes.Get(ctx, pos[0])
+	st, err := c.routes.Statuses(ctx, model)
 	if err != nil {
-		fmt.Fprintln(stderr, "detctl route get:", err)
-		return 1
+		return err
 	}
-	st, err := c.routes.Statuses(ctx, pos[0])
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl route get:", err)
-		return 1
-	}
-	if *asJSON {
-		json.NewEncoder(stdout).Encode(map[string]any{"route": r, "status": st})
-		return 0
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]any{"route": r, "status": st})
 	}
 	fmt.Fprintf(stdout, "route %s revision %d (updated %s): %s\n", r.Model, r.Revision, r.Updated.Format(time.RFC3339), describe(r))
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -170,8 +157,7 @@ func runRouteGet(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		s := st[v]
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", v, s.State, s.Instance, s.At.Format(time.RFC3339), s.Error)
 	}
-	tw.Flush()
-	return 0
+	return tw.Flush()
 }
 
 func runRoutePromote(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -182,29 +168,30 @@ func runRoutePromote(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprintln(stderr, "usage: detctl route promote NAME VERSION [--keep-warm 10m]")
 		return 2
 	}
-	c, err := connect(ctx, true)
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl route promote:", err)
-		return 1
-	}
-	cur, err := c.routes.Get(ctx, pos[0])
-	c.close()
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl route promote:", err)
-		return 1
-	}
+	return withClients(ctx, "route promote", true, stderr, func(c *clients) error {
+		cur, err := c.routes.Get(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		return storeRoute(ctx, c, promoted(cur, pos[1], *keep), stdout)
+	})
+}
+
+// promoted is cur with 100 % on version, the versions promoted from kept warm for keep.
+func promoted(cur *routing.Route, version string, keep time.Duration) *routing.Route {
+	pos := []string{cur.Model, version}
 	r := &routing.Route{Model: pos[0], Arms: []routing.Arm{{Version: pos[1], Weight: 100}}, Pins: cur.Pins, Sticky: cur.Sticky,
 		Warm: map[string]time.Time{}}
 	if cur.Shadow != nil && cur.Shadow.Version != pos[1] {
 		r.Shadow = cur.Shadow
 	}
-	until := time.Now().Add(*keep).UTC()
+	until := time.Now().Add(keep).UTC()
 	for _, a := range cur.Arms {
 		if a.Version != pos[1] && a.Weight > 0 {
 			r.Warm[a.Version] = until
 		}
 	}
-	return storeRoute(ctx, r, stdout, stderr)
+	return r
 }
 
 func runRouteRollback(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -212,24 +199,18 @@ func runRouteRollback(ctx context.Context, args []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "usage: detctl route rollback NAME")
 		return 2
 	}
-	c, err := connect(ctx, true)
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl route rollback:", err)
-		return 1
-	}
-	cur, err := c.routes.Get(ctx, args[0])
-	c.close()
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl route rollback:", err)
-		return 1
-	}
-	if cur.Previous == nil {
-		fmt.Fprintf(stderr, "detctl route rollback: %s has no earlier route\n", args[0])
-		return 1
-	}
-	prev := cur.Previous
-	prev.Warm = nil
-	return storeRoute(ctx, prev, stdout, stderr)
+	return withClients(ctx, "route rollback", true, stderr, func(c *clients) error {
+		cur, err := c.routes.Get(ctx, args[0])
+		if err != nil {
+			return err
+		}
+		if cur.Previous == nil {
+			return fmt.Errorf("%s has no earlier route", args[0])
+		}
+		prev := cur.Previous
+		prev.Warm = nil
+		return storeRoute(ctx, c, prev, stdout)
+	})
 }
 
 func runRouteStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -240,20 +221,16 @@ func runRouteStats(ctx context.Context, args []string, stdout, stderr io.Writer)
 		fmt.Fprintln(stderr, "usage: detctl route stats NAME [--json]")
 		return 2
 	}
-	c, err := connect(ctx, true)
+	return withClients(ctx, "route stats", true, stderr, func(c *clients) error { return showStats(ctx, c, pos[0], *asJSON, stdout) })
+}
+
+func showStats(ctx context.Context, c *clients, model string, asJSON bool, stdout io.Writer) error {
+	stats, err := c.routes.ReadStats(ctx, model)
 	if err != nil {
-		fmt.Fprintln(stderr, "detctl route stats:", err)
-		return 1
+		return err
 	}
-	defer c.close()
-	stats, err := c.routes.ReadStats(ctx, pos[0])
-	if err != nil {
-		fmt.Fprintln(stderr, "detctl route stats:", err)
-		return 1
-	}
-	if *asJSON {
-		json.NewEncoder(stdout).Encode(stats)
-		return 0
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(stats)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "VERSION\tARM\tFRAMES\tERRORS\tDET/FRAME\tMEAN SCORE\tMEAN LATENCY ms")
@@ -274,7 +251,7 @@ func runRouteStats(ctx context.Context, args []string, stdout, stderr io.Writer)
 			s.Arm, s.Version, s.Compared, 100*div(float64(s.PrimaryMatched), float64(s.PrimaryBoxes)), s.PrimaryMatched, s.PrimaryBoxes,
 			100*div(float64(s.ShadowMatched), float64(s.ShadowBoxes)), s.Arm, s.ShadowMatched, s.ShadowBoxes)
 	}
-	return 0
+	return nil
 }
 
 func div(a, b float64) float64 {
