@@ -43,29 +43,23 @@ type ServerConfig struct {
 // authentication to configure: it reads no AUTH or TOKENS_FILE variable.
 func ServerFromEnv(env envconf.Env, name, defAddr string, data bool) ServerConfig {
 	p := "STREAMDET_" + strings.ToUpper(name) + "_"
-	if !data {
-		return ServerConfig{
-			Addr: env.String(p+"ADDR", defAddr), AdminAddr: env.String("STREAMDET_ADMIN_ADDR", ""), Auth: AuthNone,
-			TLSCert: env.String(p+"TLS_CERT_FILE", ""), TLSKey: env.String(p+"TLS_KEY_FILE", ""),
-			ReadTimeout:   env.Duration("STREAMDET_HTTP_READ_TIMEOUT", 30*time.Second),
-			WriteTimeout:  env.Duration("STREAMDET_HTTP_WRITE_TIMEOUT", 60*time.Second),
-			IdleTimeout:   env.Duration("STREAMDET_HTTP_IDLE_TIMEOUT", 120*time.Second),
-			MaxConcurrent: env.Int("STREAMDET_HTTP_MAX_CONCURRENT", 64),
-		}
-	}
-	return ServerConfig{
+	c := ServerConfig{
 		Addr:          env.String(p+"ADDR", defAddr),
 		AdminAddr:     env.String("STREAMDET_ADMIN_ADDR", ""),
-		Auth:          strings.ToLower(env.String(p+"AUTH", AuthToken)),
-		TokensFile:    env.String(p+"TOKENS_FILE", ""),
+		Auth:          AuthNone,
 		TLSCert:       env.String(p+"TLS_CERT_FILE", ""),
 		TLSKey:        env.String(p+"TLS_KEY_FILE", ""),
-		ClientCA:      env.String(p+"TLS_CLIENT_CA_FILE", ""),
 		ReadTimeout:   env.Duration("STREAMDET_HTTP_READ_TIMEOUT", 30*time.Second),
 		WriteTimeout:  env.Duration("STREAMDET_HTTP_WRITE_TIMEOUT", 60*time.Second),
 		IdleTimeout:   env.Duration("STREAMDET_HTTP_IDLE_TIMEOUT", 120*time.Second),
 		MaxConcurrent: env.Int("STREAMDET_HTTP_MAX_CONCURRENT", 64),
 	}
+	if data {
+		c.Auth = strings.ToLower(env.String(p+"AUTH", AuthToken))
+		c.TokensFile = env.String(p+"TOKENS_FILE", "")
+		c.ClientCA = env.String(p+"TLS_CLIENT_CA_FILE", "")
+	}
+	return c
 }
 
 // Validate checks the ServerConfig; serves says whether the listener serves data (and so needs

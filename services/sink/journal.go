@@ -153,10 +153,7 @@ func (j *journal) recover(ctx context.Context, p int, from int64) (kept, undone 
 			}
 			continue
 		}
-		e.Rows, e.Last = keep, keep[len(keep)-1].Offset
-		for _, r := range keep {
-			e.Last = max(e.Last, r.Offset)
-		}
+		e.Rows, e.Last = keep, keep[len(keep)-1].Offset // rows are journalled in offset order
 		if err := j.write(ctx, e); err != nil {
 			return nil, nil, fmt.Errorf("rewrite journal entry: %w", err)
 		}

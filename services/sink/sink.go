@@ -312,11 +312,12 @@ func (s *Sink) write(batch []*row) map[*row]error {
 		e := &journalEntry{Partition: p, First: rows[0].offset, Last: rows[len(rows)-1].offset}
 		index := map[*group]int{}
 		for _, r := range rows {
-			gk := objectKey(r.det.CaptureTime.UTC().Format("2006-01-02"), r.det.StreamID, p, 0)
+			date := r.det.CaptureTime.UTC().Format("2006-01-02")
+			gk := date + "/" + r.det.StreamID // one object per date and stream in this partition
 			g := groups[gk]
 			if g == nil {
 				// Named after the group's first offset: rows are in offset order.
-				g = &group{key: objectKey(r.det.CaptureTime.UTC().Format("2006-01-02"), r.det.StreamID, p, r.offset)}
+				g = &group{key: objectKey(date, r.det.StreamID, p, r.offset)}
 				groups[gk] = g
 				index[g] = len(e.Objects)
 				e.Objects = append(e.Objects, g.key)
