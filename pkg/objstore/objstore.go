@@ -205,3 +205,54 @@ func (s *Store) Get(ctx context.Context, bucket, key string, max int64) ([]byte,
 	}
 	return nil, fmt.Errorf("objstore: get %s/%s: %w", bucket, key, err)
 }
+
+// ErrExists: Create found the object already there.
+var ErrExists = errors.New("objstore: object exists")
+
+// Create writes a whole object only if none exists under key (If-None-Match: *): of two
+// concurrent creations one fails with ErrExists.
+func (s *Store) Create(ctx context.Context, bucket, key string, data []byte, contentType string) error {
+	ctx, span := s.tracer.Start(ctx, "objstore create", trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("s3.bucket", bucket), attribute.String("s3.key", key), attribute.Int("s3.size", len(data))))
+	defer span.End()
+	if err := checkNames(bucket, key); err != nil {
+		return err
+	}
+	opts := minio.PutObjectOptions{ContentType: contentType}
+	opts.SetMatchETagExcept("*")
+	_, err := s.mc.PutObject(ctx, bucket, key, bytes.NewReader(data), int64(len(data)), opts)
+	if e := minio.ToErrorResponse(err); e.Code == "PreconditionFailed" || e.StatusCode == 412 {
+		return fmt.Errorf("%w: %s/%s", ErrExists, bucket, key)
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("objstore: create %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}
+
+// List returns the keys under prefix, recursively, in lexical order.
+func (s *Store) List(ctx context.Context, bucket, prefix string) ([]string, error) {
+	if err := s3utils.CheckValidBucketName(bucket); err != nil {
+		return nil, fmt.Errorf("%w: bucket %q: %v", ErrInvalidName, bucket, err)
+	}
+	var keys []string
+	for o := range s.mc.ListObjects(ctx, bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("objstore: list %s/%s: %w", bucket, prefix, o.Err)
+		}
+		keys = append(keys, o.Key)
+	}
+	return keys, nil
+}
+
+// Remove deletes an object; a missing one is not an error.
+func (s *Store) Remove(ctx context.Context, bucket, key string) error {
+	if err := checkNames(bucket, key); err != nil {
+		return err
+	}
+	if err := s.mc.RemoveObject(ctx, bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("objstore: remove %s/%s: %w", bucket, key, err)
+	}
+	return nil
+}

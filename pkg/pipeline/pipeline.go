@@ -33,11 +33,15 @@ type Stage struct {
 	Name   string // ingest, detect, sink
 	Tel    *telemetry.Telemetry
 	Health interface{ Set(string, error) }
-	dlq    *kafka.Writer
+	// Now is the clock of event times (Deps.Now); time.Now unless the Runtime sets another.
+	Now func() time.Time
+	dlq Producer
 
 	// Store and DeadLetterBucket keep the values of messages too large to dead-letter whole
 	// (over MaxMessageBytes); set by Runtime.
-	Store            *objstore.Store
+	Store interface {
+		Put(ctx context.Context, bucket, key string, data []byte, contentType string) error
+	}
 	DeadLetterBucket string
 	MaxMessageBytes  int
 
@@ -48,8 +52,8 @@ type Stage struct {
 }
 
 // New creates a Stage that dead-letters through dlq (a writer for the dead-letter topic).
-func New(name string, tel *telemetry.Telemetry, health interface{ Set(string, error) }, dlq *kafka.Writer) (*Stage, error) {
-	s := &Stage{Name: name, Tel: tel, Health: health, dlq: dlq}
+func New(name string, tel *telemetry.Telemetry, health interface{ Set(string, error) }, dlq Producer) (*Stage, error) {
+	s := &Stage{Name: name, Tel: tel, Health: health, dlq: dlq, Now: time.Now}
 	m := tel.Meter
 	var errs []error
 	var err error
@@ -107,12 +111,12 @@ type Event struct {
 // Publish sends ev on w with CloudEvents headers and the current trace context, inside a
 // producer span, retrying transient failures until ctx ends. When it returns nil the broker
 // has acknowledged the message from every in-sync replica.
-func (s *Stage) Publish(ctx context.Context, w *kafka.Writer, ev Event) error {
-	ctx, span := s.Tel.Tracer.Start(ctx, "send "+w.Topic, trace.WithSpanKind(trace.SpanKindProducer),
+func (s *Stage) Publish(ctx context.Context, w Producer, ev Event) error {
+	ctx, span := s.Tel.Tracer.Start(ctx, "send "+w.Topic(), trace.WithSpanKind(trace.SpanKindProducer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
 			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", w.Topic),
+			attribute.String("messaging.destination.name", w.Topic()),
 			attribute.String("messaging.message.id", ev.ID),
 			attribute.String("messaging.kafka.message.key", ev.Key),
 		))
@@ -132,10 +136,10 @@ func (s *Stage) Publish(ctx context.Context, w *kafka.Writer, ev Event) error {
 	err := s.Retry(ctx, "kafka", func() error { return w.WriteMessages(ctx, msg) }, nil)
 	if err != nil {
 		span.SetStatus(codes.Error, err.Error())
-		return fmt.Errorf("publish to %s: %w", w.Topic, err)
+		return fmt.Errorf("publish to %s: %w", w.Topic(), err)
 	}
 	s.Step(ctx, "produce", time.Since(t0))
-	s.Out.Add(ctx, 1, s.attrs(attribute.String("topic", w.Topic)))
+	s.Out.Add(ctx, 1, s.attrs(attribute.String("topic", w.Topic())))
 	return nil
 }
 

@@ -28,7 +28,7 @@ import (
 type Runtime struct {
 	Kafka  kafkax.Config
 	Topics kafkax.Topics
-	Store  *objstore.Store
+	Store  ObjectStore
 	Health *service.Health
 	Stage  *Stage
 	Server *service.Server
@@ -38,7 +38,8 @@ type Runtime struct {
 	DrainTimeout time.Duration
 
 	stopWork context.CancelFunc
-	writers  []*kafka.Writer
+	producer func(string) (Producer, error)
+	writers  []Producer
 	wg       sync.WaitGroup
 	errMu    sync.Mutex
 	errs     []error
@@ -84,12 +85,21 @@ type Options struct {
 	Config     Config // validated by the stage
 	ServesData bool   // whether the data listener serves data (and so needs auth)
 	Buckets    []string
+	// Store is the stage's object storage (see NewObjectStore); required.
+	Store ObjectStore
+	// Deps, with their defaults filled (Deps.WithDefaults).
+	Deps Deps
 }
 
 // Start creates the clients of o.Config and starts the HTTP server. Buckets are created if
 // missing, retrying while object storage is unreachable. On any error, what was opened is closed.
-func Start(ctx context.Context, tel *telemetry.Telemetry, o Options) (*Runtime, error) {
-	kc, oc, drain, dlBucket := o.Config.Kafka, o.Config.Store, o.Config.DrainTimeout, o.Config.DeadLetterBucket
+func Start(ctx context.Context, o Options) (*Runtime, error) {
+	o.Deps = o.Deps.WithDefaults(o.Config)
+	tel := o.Deps.Telemetry
+	if o.Store == nil {
+		return nil, errors.New("pipeline: Options.Store is required")
+	}
+	kc, drain, dlBucket := o.Config.Kafka, o.Config.DrainTimeout, o.Config.DeadLetterBucket
 	srv := o.Config.Server
 	if !o.ServesData {
 		srv.Auth = service.AuthNone // health and metrics only: nothing to authenticate
@@ -98,7 +108,8 @@ func Start(ctx context.Context, tel *telemetry.Telemetry, o Options) (*Runtime, 
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
-	rt := &Runtime{Kafka: kc, Topics: kc.Topics(), Health: service.NewHealth("kafka", "minio"), Tel: tel, DrainTimeout: drain}
+	rt := &Runtime{Kafka: kc, Topics: kc.Topics(), Health: service.NewHealth("kafka", "minio"), Tel: tel, DrainTimeout: drain,
+		Store: o.Store, producer: o.Deps.Producer}
 	rt.Work, rt.stopWork = context.WithCancel(context.WithoutCancel(ctx))
 	started := false
 	defer func() {
@@ -118,9 +129,6 @@ func Start(ctx context.Context, tel *telemetry.Telemetry, o Options) (*Runtime, 
 		case <-rt.Work.Done():
 		}
 	}()
-	if rt.Store, err = objstore.New(oc, objstore.WithTracerProvider(tel.TracerProvider)); err != nil {
-		return nil, err
-	}
 	dlq, err := rt.Writer(rt.Topics.DLQ)
 	if err != nil {
 		return nil, err
@@ -128,6 +136,7 @@ func Start(ctx context.Context, tel *telemetry.Telemetry, o Options) (*Runtime, 
 	if rt.Stage, err = New(o.Name, tel, rt.Health, dlq); err != nil {
 		return nil, err
 	}
+	rt.Stage.Now = o.Deps.Now
 	rt.Stage.Store, rt.Stage.DeadLetterBucket, rt.Stage.MaxMessageBytes = rt.Store, dlBucket, kc.MaxMessageBytes
 	client, err := kc.Client()
 	if err != nil {
@@ -153,9 +162,9 @@ func Start(ctx context.Context, tel *telemetry.Telemetry, o Options) (*Runtime, 
 	return rt, nil
 }
 
-// Writer returns an acks=all writer for topic, closed by Close.
-func (rt *Runtime) Writer(topic string) (*kafka.Writer, error) {
-	w, err := rt.Kafka.Writer(topic)
+// Writer returns a producer for topic (Deps.Producer), closed by Close.
+func (rt *Runtime) Writer(topic string) (Producer, error) {
+	w, err := rt.producer(topic)
 	if err != nil {
 		return nil, err
 	}

@@ -29,12 +29,12 @@ func TestPublishAndDeadLetter(t *testing.T) {
 	out, _ := kc.Writer("t.out")
 	defer dlq.Close()
 	defer out.Close()
-	s, err := New("ingest", telemetry.Discard(), service.NewHealth(), dlq)
+	s, err := New("ingest", telemetry.Discard(), service.NewHealth(), KafkaProducer(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Store, s.DeadLetterBucket, s.MaxMessageBytes = store, "deadletters", kc.MaxMessageBytes
-	if err := s.Publish(ctx, out, Event{Key: "cam-1", ID: "f-1", Type: contract.TypeFrameRef, Subject: "cam-1", Time: time.Now(), Value: []byte(`{"a":1}`)}); err != nil {
+	if err := s.Publish(ctx, KafkaProducer(out), Event{Key: "cam-1", ID: "f-1", Type: contract.TypeFrameRef, Subject: "cam-1", Time: time.Now(), Value: []byte(`{"a":1}`)}); err != nil {
 		t.Fatal(err)
 	}
 	got := testenv.ReadTopic(ctx, t, brokers, "t.out", 1)

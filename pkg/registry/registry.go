@@ -8,7 +8,6 @@
 package registry
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,8 +17,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
-	"github.com/minio/minio-go/v7"
 
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/objstore"
@@ -68,9 +65,19 @@ type Manifest struct {
 // contract.IDPattern.
 func ValidName(s string) bool { return contract.ValidID(s) }
 
+// Store is what the registry needs from object storage; *objstore.Store implements it, with
+// its errors (objstore.ErrNotFound, objstore.ErrExists).
+type Store interface {
+	EnsureBucket(ctx context.Context, bucket string) error
+	Get(ctx context.Context, bucket, key string, max int64) ([]byte, error)
+	Create(ctx context.Context, bucket, key string, data []byte, contentType string) error
+	List(ctx context.Context, bucket, prefix string) ([]string, error)
+	Remove(ctx context.Context, bucket, key string) error
+}
+
 // Registry is a models bucket.
 type Registry struct {
-	store  *objstore.Store
+	store  Store
 	bucket string
 	ledger Ledger
 }
@@ -83,7 +90,7 @@ func (r *Registry) WithLedger(l Ledger) *Registry {
 }
 
 // New opens the registry in bucket (created if missing).
-func New(ctx context.Context, store *objstore.Store, bucket string) (*Registry, error) {
+func New(ctx context.Context, store Store, bucket string) (*Registry, error) {
 	if err := store.EnsureBucket(ctx, bucket); err != nil {
 		return nil, err
 	}
@@ -126,10 +133,8 @@ func (r *Registry) Push(ctx context.Context, m Manifest, model []byte) (Manifest
 
 // create writes an object only if it does not exist.
 func (r *Registry) create(ctx context.Context, k string, data []byte, contentType string) error {
-	opts := minio.PutObjectOptions{ContentType: contentType}
-	opts.SetMatchETagExcept("*")
-	_, err := r.store.Client().PutObject(ctx, r.bucket, k, bytes.NewReader(data), int64(len(data)), opts)
-	if e := minio.ToErrorResponse(err); e.Code == "PreconditionFailed" || e.StatusCode == 412 {
+	err := r.store.Create(ctx, r.bucket, k, data, contentType)
+	if errors.Is(err, objstore.ErrExists) {
 		return fmt.Errorf("%w: %s (created concurrently)", ErrExists, k)
 	}
 	if err != nil {
@@ -197,11 +202,12 @@ func (r *Registry) List(ctx context.Context, name string) ([]Manifest, error) {
 		prefix = name + "/"
 	}
 	var out []Manifest
-	for o := range r.store.Client().ListObjects(ctx, r.bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
-		if o.Err != nil {
-			return nil, fmt.Errorf("registry: list: %w", o.Err)
-		}
-		parts := strings.Split(o.Key, "/")
+	keys, err := r.store.List(ctx, r.bucket, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	for _, k := range keys {
+		parts := strings.Split(k, "/")
 		if len(parts) != 3 || parts[2] != "manifest.json" {
 			continue
 		}
@@ -226,7 +232,7 @@ func (r *Registry) Delete(ctx context.Context, name, version string) error {
 		return err
 	}
 	for _, f := range []string{"manifest.json", "model.onnx"} {
-		if err := r.store.Client().RemoveObject(ctx, r.bucket, key(name, version, f), minio.RemoveObjectOptions{}); err != nil {
+		if err := r.store.Remove(ctx, r.bucket, key(name, version, f)); err != nil {
 			return fmt.Errorf("registry: delete %s/%s/%s: %w", name, version, f, err)
 		}
 	}

@@ -27,8 +27,8 @@ import (
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/imageinfo"
 	"github.com/streamdet/streamdet/pkg/kafkax"
-	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/registry"
 	"github.com/streamdet/streamdet/pkg/routing"
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
@@ -156,12 +156,43 @@ func (c Config) Validate() error {
 func (c Config) Routed() bool { return c.ModelPath == "" && c.ModelURI == "" }
 
 // LoadModel reads the model bytes from the file or the object store.
-func LoadModel(ctx context.Context, c Config, store *objstore.Store) ([]byte, error) {
+func LoadModel(ctx context.Context, c Config, store Store) ([]byte, error) {
 	if c.ModelPath != "" {
 		return os.ReadFile(c.ModelPath)
 	}
 	bucket, key, _ := strings.Cut(strings.TrimPrefix(c.ModelURI, "s3://"), "/")
 	return store.Get(ctx, bucket, key, 2<<30)
+}
+
+// FrameStore is what the Detector needs from object storage: frames read.
+type FrameStore interface {
+	Get(ctx context.Context, bucket, key string, max int64) ([]byte, error)
+}
+
+// Store is what the detect service needs from object storage: frames and models read, the
+// registry's bucket (registry.Store), and the runtime's buckets and readiness ping.
+// *objstore.Store implements it.
+type Store interface {
+	pipeline.ObjectStore
+	registry.Store
+}
+
+// Routes is what the routed detect service needs from Redis (a *routing.Store): the model's
+// route watched, version states and per-frame statistics recorded, and the digests recorded at
+// push (registry.Ledger) to check fetched models against.
+type Routes interface {
+	Watch(ctx context.Context, model string, resync time.Duration, apply func(*routing.Route), health func(error))
+	SetStatus(ctx context.Context, model, version string, st routing.Status) error
+	StatsRecorder
+	registry.Ledger
+}
+
+// Deps are what the service uses besides its Config (see pipeline.Deps). A nil Store is the
+// object storage client of Config.Store; nil Routes are Redis at Config.Redis (routed mode).
+type Deps struct {
+	pipeline.Deps
+	Store  Store
+	Routes Routes
 }
 
 // StatsRecorder receives each frame's figures for `detctl route stats` (a routing.Store in
@@ -174,9 +205,9 @@ type StatsRecorder interface {
 type Detector struct {
 	models       Resolver
 	stage        *pipeline.Stage
-	store        *objstore.Store
-	detections   *kafka.Writer
-	shadow       *kafka.Writer
+	store        FrameStore
+	detections   pipeline.Producer
+	shadow       pipeline.Producer
 	maxBytes     int64
 	framesBucket string
 	stats        chan statSample
@@ -200,10 +231,10 @@ type statSample struct {
 type Options struct {
 	Models     Resolver
 	Stage      *pipeline.Stage
-	Store      *objstore.Store
-	Detections *kafka.Writer
+	Store      FrameStore
+	Detections pipeline.Producer
 	// Shadow publishes shadow results; nil when no shadow is ever routed.
-	Shadow *kafka.Writer
+	Shadow pipeline.Producer
 	// MaxBytes bounds a frame fetched; FramesBucket is the only bucket references may name.
 	MaxBytes     int
 	FramesBucket string
@@ -385,7 +416,7 @@ func (d *Detector) message(ctx context.Context, ref contract.FrameRef, s Served,
 			"fetch": float64(fetch.Microseconds()) / 1000, "decode": res.Timing.DecodeMS, "preprocess": res.Timing.PreprocessMS,
 			"infer": res.Timing.InferMS, "postprocess": res.Timing.PostprocessMS,
 		},
-		TraceID: trace.SpanFromContext(ctx).SpanContext().TraceID().String(), DetectedAt: time.Now().UTC(),
+		TraceID: trace.SpanFromContext(ctx).SpanContext().TraceID().String(), DetectedAt: d.stage.Now().UTC(),
 	}
 	if out.Detections == nil {
 		out.Detections = []contract.Detection{}
@@ -393,7 +424,7 @@ func (d *Detector) message(ctx context.Context, ref contract.FrameRef, s Served,
 	return out
 }
 
-func (d *Detector) publish(ctx context.Context, w *kafka.Writer, out contract.Detections) error {
+func (d *Detector) publish(ctx context.Context, w pipeline.Producer, out contract.Detections) error {
 	body, _ := json.Marshal(out)
 	return d.stage.Publish(ctx, w, pipeline.Event{
 		Key: out.StreamID, ID: out.FrameID + "/" + out.Model.Name + "/" + out.Model.Version, Type: contract.TypeDetections,

@@ -55,7 +55,7 @@ func newFixture(t *testing.T, models Resolver) fixture {
 }
 
 func (f fixture) detector(t *testing.T, models Resolver, dets, shadow *kafka.Writer) *Detector {
-	d, err := New(Options{Models: models, Stage: f.stage, Store: f.store, Detections: dets, Shadow: shadow, MaxBytes: 8 << 20, FramesBucket: "frames"})
+	d, err := New(Options{Models: models, Stage: f.stage, Store: f.store, Detections: pipeline.KafkaProducer(dets), Shadow: pipeline.KafkaProducer(shadow), MaxBytes: 8 << 20, FramesBucket: "frames"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func loadEngine(t *testing.T, lib string) *engine.Engine {
 }
 
 // storeFrame puts an image where ingest would and returns its reference.
-func storeFrame(t *testing.T, st *objstore.Store, stream, frame string, data []byte) contract.FrameRef {
+func storeFrame(t *testing.T, st FrameWriter, stream, frame string, data []byte) contract.FrameRef {
 	sum := sha256.Sum256(data)
 	h := hex.EncodeToString(sum[:])
 	ref := contract.FrameRef{FrameID: frame, StreamID: stream, CaptureTime: time.Now().UTC(), Bucket: "frames", Key: contract.FrameKey(h, ".jpg"),
@@ -175,11 +175,11 @@ func TestManager(t *testing.T) {
 		t.Fatal(err)
 	}
 	m := NewManager(ManagerConfig{Name: "coco", Registry: reg, Routes: routes, Engine: engine.Config{Sessions: 1, IntraOpThreads: 1, LibraryPath: f.lib},
-		UnloadGrace: 50 * time.Millisecond, Logger: telemetry.Discard().Logger})
+		UnloadGrace: 50 * time.Millisecond, Resync: 100 * time.Millisecond, Logger: telemetry.Discard().Logger})
 	if _, _, err := m.Resolve("cam-1", "f"); !errors.Is(err, ErrNotRoutable) {
 		t.Fatalf("before any route: %v", err)
 	}
-	go m.Run(ctx, 100*time.Millisecond)
+	go m.Run(ctx)
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
 		for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(50 * time.Millisecond) {

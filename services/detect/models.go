@@ -12,6 +12,7 @@ import (
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/registry"
 	"github.com/streamdet/streamdet/pkg/routing"
+	"github.com/streamdet/streamdet/pkg/service"
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
 
@@ -45,8 +46,10 @@ var ErrNotRoutable = errors.New("detect: no routed model version is ready")
 // serving and the Manager reports itself degraded.
 type Manager struct {
 	name     string
-	reg      *registry.Registry
-	routes   *routing.Store
+	reg      ModelSource
+	routes   RouteSource
+	resync   time.Duration
+	now      func() time.Time
 	base     engine.Config
 	grace    time.Duration
 	instance string
@@ -62,30 +65,56 @@ type Manager struct {
 	lastRev int64
 }
 
+// ModelSource gives a version's verified model bytes and manifest (a *registry.Registry).
+type ModelSource interface {
+	Fetch(ctx context.Context, name, version string) ([]byte, registry.Manifest, error)
+}
+
+// RouteSource is where the Manager follows its route and records version states (a
+// *routing.Store): Watch calls apply with each revision and health with the reachability,
+// until ctx ends.
+type RouteSource interface {
+	Watch(ctx context.Context, model string, resync time.Duration, apply func(*routing.Route), health func(error))
+	SetStatus(ctx context.Context, model, version string, st routing.Status) error
+}
+
 // ManagerConfig configures a Manager.
 type ManagerConfig struct {
-	Name        string // the model (route) name
-	Registry    *registry.Registry
-	Routes      *routing.Store
+	Name     string // the model (route) name
+	Registry ModelSource
+	Routes   RouteSource
+	// Resync is how often the route is re-read besides notifications (default 10s).
+	Resync time.Duration
+	// Now is the clock of route schedules and unload grace (default time.Now).
+	Now         func() time.Time
 	Engine      engine.Config // format, names and input size come from each version's manifest
 	UnloadGrace time.Duration
 	Logger      *slog.Logger
 	OnHealth    func(degraded error) // called with nil when Redis answers again
 }
 
-// NewManager creates a Manager; Run it.
+// NewManager creates a Manager.
+//
+// Lifecycle (service.Runner): Run follows the route until ctx ends, then closes every engine
+// and returns; Resolve may be called before (ErrNotRoutable), during and after Run.
 func NewManager(c ManagerConfig) *Manager {
 	host, _ := os.Hostname()
+	if c.Resync <= 0 {
+		c.Resync = 10 * time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
 	return &Manager{
-		name: c.Name, reg: c.Registry, routes: c.Routes, base: c.Engine, grace: c.UnloadGrace,
+		name: c.Name, reg: c.Registry, routes: c.Routes, base: c.Engine, grace: c.UnloadGrace, resync: c.Resync, now: c.Now,
 		instance: fmt.Sprintf("%s/%d", host, os.Getpid()), log: c.Logger, onHealth: c.OnHealth,
 		ready: map[string]*Served{}, busy: map[string]bool{}, failed: map[string]error{}, unused: map[string]time.Time{}, lastRev: -1,
 	}
 }
 
 // Run watches the route until ctx ends, then closes every engine.
-func (m *Manager) Run(ctx context.Context, resync time.Duration) {
-	go m.routes.Watch(ctx, m.name, resync, m.apply, func(err error) {
+func (m *Manager) Run(ctx context.Context) error {
+	go m.routes.Watch(ctx, m.name, m.resync, m.apply, func(err error) {
 		if m.onHealth != nil {
 			m.onHealth(err)
 		}
@@ -104,7 +133,7 @@ func (m *Manager) Run(ctx context.Context, resync time.Duration) {
 				delete(m.ready, v)
 			}
 			m.mu.Unlock()
-			return
+			return nil
 		case <-tick.C:
 			m.sweep()
 		}
@@ -119,7 +148,7 @@ func (m *Manager) apply(r *routing.Route) {
 		m.failed = map[string]error{} // a new revision retries versions that failed
 	}
 	var load []string
-	for _, v := range r.Versions(time.Now()) {
+	for _, v := range r.Versions(m.now()) {
 		if m.ready[v] == nil && !m.busy[v] && m.failed[v] == nil {
 			m.busy[v] = true
 			load = append(load, v)
@@ -198,7 +227,7 @@ func (m *Manager) sweep() {
 		m.mu.Unlock()
 		return
 	}
-	now := time.Now()
+	now := m.now()
 	need := map[string]bool{}
 	for _, v := range m.route.Versions(now) {
 		need[v] = true
@@ -261,3 +290,5 @@ func (m *Manager) state(v string) routing.State {
 	}
 	return routing.Pending // loading, or about to be
 }
+
+var _ service.Runner = (*Manager)(nil)

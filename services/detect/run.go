@@ -6,24 +6,30 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/segmentio/kafka-go"
-
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/registry"
 	"github.com/streamdet/streamdet/pkg/routing"
-	"github.com/streamdet/streamdet/pkg/telemetry"
 	"github.com/streamdet/streamdet/services/detect/engine"
 )
 
 // Run is the service: it runs with cfg (validated first) and returns when ctx ends (SIGTERM)
 // and the work in flight has drained, or earlier with an error. cmd/detect runs it as a process;
 // detctl dev runs it in-process against embedded servers.
-func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
+func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	rt, err := pipeline.Start(ctx, tel, pipeline.Options{Name: "detect", Config: cfg.Config})
+	deps.Deps = deps.Deps.WithDefaults(cfg.Config)
+	tel := deps.Telemetry
+	if deps.Store == nil {
+		s, err := pipeline.NewObjectStore(cfg.Config, tel)
+		if err != nil {
+			return err
+		}
+		deps.Store = s
+	}
+	rt, err := pipeline.Start(ctx, pipeline.Options{Name: "detect", Config: cfg.Config, Store: deps.Store, Deps: deps.Deps})
 	if err != nil {
 		return err
 	}
@@ -35,33 +41,42 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	}
 	var models Resolver
 	var recorder StatsRecorder
-	var shadow *kafka.Writer // only routing has shadow versions
+	var shadow pipeline.Producer // only routing has shadow versions
 	if cfg.Routed() {
 		if shadow, err = rt.Writer(rt.Topics.Shadow); err != nil {
 			return err
 		}
-		store, err := routing.NewStore(cfg.Redis)
-		if err != nil {
-			return err
+		routes := deps.Routes
+		if routes == nil {
+			store, err := routing.NewStore(cfg.Redis)
+			if err != nil {
+				return err
+			}
+			defer store.Close()
+			routes = store
 		}
-		defer store.Close()
-		reg, err := registry.New(ctx, rt.Store, cfg.ModelsBucket)
+		reg, err := registry.New(ctx, deps.Store, cfg.ModelsBucket)
 		if err != nil {
 			return err
 		}
 		m := NewManager(ManagerConfig{
 			// Served only if the digest matches the one recorded in Redis at push time.
-			Name: cfg.ModelName, Registry: reg.WithLedger(store), Routes: store, Engine: cfg.Engine, UnloadGrace: cfg.UnloadGrace, Logger: tel.Logger,
+			Name: cfg.ModelName, Registry: reg.WithLedger(routes), Routes: routes, Resync: cfg.RouteResync, Now: deps.Now,
+			Engine: cfg.Engine, UnloadGrace: cfg.UnloadGrace, Logger: tel.Logger,
 			// Redis unreachable: keep serving the last route; degraded, not unready.
 			OnHealth: func(err error) { rt.Health.Degrade("routes", err) },
 		})
 		mctx, stopManager := context.WithCancel(context.WithoutCancel(ctx))
-		defer stopManager()
-		go m.Run(mctx, cfg.RouteResync)
-		models, recorder = m, store
+		managed := make(chan struct{})
+		go func() {
+			defer close(managed)
+			m.Run(mctx)
+		}()
+		defer func() { stopManager(); <-managed }() // engines closed before Run returns
+		models, recorder = m, routes
 		rt.Health.Set("model", nil) // readiness of a version is per frame: frames wait for one
 	} else {
-		model, err := LoadModel(ctx, cfg, rt.Store)
+		model, err := LoadModel(ctx, cfg, deps.Store)
 		if err != nil {
 			return fmt.Errorf("load model: %w", err)
 		}
@@ -86,7 +101,7 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 		models = Static{Served: Served{Eng: eng, Model: ModelOf(cfg.ModelName, cfg.ModelVersion, eng), Arm: routing.ArmPrimary}}
 		rt.Health.Set("model", nil)
 	}
-	d, err := New(Options{Models: models, Stage: rt.Stage, Store: rt.Store, Detections: detections, Shadow: shadow,
+	d, err := New(Options{Models: models, Stage: rt.Stage, Store: deps.Store, Detections: detections, Shadow: shadow,
 		MaxBytes: cfg.Engine.Limits.MaxBytes, FramesBucket: cfg.FramesBucket, Recorder: recorder})
 	if err != nil {
 		return err

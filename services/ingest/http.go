@@ -101,7 +101,7 @@ func (in *Ingester) readUpload(r *http.Request) (Frame, error) {
 	body := http.MaxBytesReader(nil, r.Body, limit+1<<20)
 	f := Frame{
 		StreamID: r.Header.Get("X-Stream-Id"), FrameID: r.Header.Get("X-Frame-Id"),
-		CaptureTime: time.Now(),
+		CaptureTime: in.stage.Now(),
 	}
 	capture, seq := r.Header.Get("X-Capture-Time"), r.Header.Get("X-Sequence")
 	mt, params, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))

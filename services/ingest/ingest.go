@@ -24,7 +24,6 @@ import (
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/imageinfo"
 	"github.com/streamdet/streamdet/pkg/kafkax"
-	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 )
 
@@ -103,12 +102,27 @@ type Frame struct {
 type Ingester struct {
 	cfg    Config
 	stage  *pipeline.Stage
-	store  *objstore.Store
-	frames *kafka.Writer
+	store  Store
+	frames pipeline.Producer
 }
 
-// New creates an Ingester publishing references with frames (a writer for the frames topic).
-func New(cfg Config, stage *pipeline.Stage, store *objstore.Store, frames *kafka.Writer) *Ingester {
+// Store is what ingest needs from object storage: frames written (and their buckets ensured,
+// the runtime's readiness ping), and uploaded objects read back for bucket notifications.
+// *objstore.Store implements it.
+type Store interface {
+	pipeline.ObjectStore
+	Get(ctx context.Context, bucket, key string, max int64) ([]byte, error)
+}
+
+// Deps are what the service uses besides its Config (see pipeline.Deps); a nil Store is the
+// object storage client of Config.Store.
+type Deps struct {
+	pipeline.Deps
+	Store Store
+}
+
+// New creates an Ingester publishing references with frames (a producer for the frames topic).
+func New(cfg Config, stage *pipeline.Stage, store Store, frames pipeline.Producer) *Ingester {
 	return &Ingester{cfg: cfg, stage: stage, store: store, frames: frames}
 }
 

@@ -41,7 +41,7 @@ func newFixture(t *testing.T) fixture {
 	dlq, _ := kc.Writer("t.dlq")
 	frames, _ := kc.Writer("t.frames")
 	t.Cleanup(func() { dlq.Close(); frames.Close() })
-	stage, err := pipeline.New("ingest", telemetry.Discard(), service.NewHealth(), dlq)
+	stage, err := pipeline.New("ingest", telemetry.Discard(), service.NewHealth(), pipeline.KafkaProducer(dlq))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func newFixture(t *testing.T) fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixture{in: New(cfg, stage, store, frames), store: store, brokers: brokers, dog: dog}
+	return fixture{in: New(cfg, stage, store, pipeline.KafkaProducer(frames)), store: store, brokers: brokers, dog: dog}
 }
 
 func (f fixture) refs(t *testing.T, n int) []contract.FrameRef {

@@ -7,18 +7,25 @@ import (
 
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
-	"github.com/streamdet/streamdet/pkg/telemetry"
 )
 
-// Run is the service: it runs with cfg (validated first) and returns when ctx ends (SIGTERM)
+// Run is the service: it runs with cfg (validated first) and deps and returns when ctx ends (SIGTERM)
 // and the work in flight has drained, or earlier with an error. cmd/ingest runs it as a
 // process; detctl dev runs it in-process against embedded servers.
-func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
+func Run(ctx context.Context, cfg Config, deps Deps) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("configuration: %w", err)
 	}
-	rt, err := pipeline.Start(ctx, tel, pipeline.Options{
-		Name: "ingest", Config: cfg.Config, ServesData: true, Buckets: []string{cfg.Bucket},
+	deps.Deps = deps.Deps.WithDefaults(cfg.Config)
+	if deps.Store == nil {
+		s, err := pipeline.NewObjectStore(cfg.Config, deps.Telemetry)
+		if err != nil {
+			return err
+		}
+		deps.Store = s
+	}
+	rt, err := pipeline.Start(ctx, pipeline.Options{
+		Name: "ingest", Config: cfg.Config, ServesData: true, Buckets: []string{cfg.Bucket}, Store: deps.Store, Deps: deps.Deps,
 	})
 	if err != nil {
 		return err
@@ -28,7 +35,7 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	if err != nil {
 		return err
 	}
-	in := New(cfg, rt.Stage, rt.Store, frames)
+	in := New(cfg, rt.Stage, deps.Store, frames)
 	rt.Server.Handle("POST /v1/frames", in)
 	_, err = rt.Consume(ctx, kafkax.ConsumerConfig{Group: cfg.Group, Topic: rt.Topics.Raw, Concurrency: cfg.Concurrency}, in.HandleRaw)
 	if err == nil && cfg.Events {

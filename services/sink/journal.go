@@ -9,8 +9,6 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/minio/minio-go/v7"
-
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/objstore"
 )
@@ -47,14 +45,14 @@ type jrow struct {
 const maxEntryBytes = 64 << 20
 
 type journal struct {
-	store  *objstore.Store
+	store  Store
 	bucket string
 	prefix string // _streamdet/sink/<group>/<topic>/
 	// entries per partition, oldest first: what this instance knows of the journal.
 	entries map[int][]*journalEntry
 }
 
-func newJournal(store *objstore.Store, bucket, group, topic string) *journal {
+func newJournal(store Store, bucket, group, topic string) *journal {
 	return &journal{store: store, bucket: bucket, prefix: "_streamdet/sink/" + group + "/" + topic + "/", entries: map[int][]*journalEntry{}}
 }
 
@@ -76,12 +74,9 @@ func (j *journal) write(ctx context.Context, e *journalEntry) error {
 
 // load lists and reads a partition's entries, oldest first.
 func (j *journal) load(ctx context.Context, p int) ([]*journalEntry, error) {
-	var names []string
-	for o := range j.store.Client().ListObjects(ctx, j.bucket, minio.ListObjectsOptions{Prefix: j.partPrefix(p), Recursive: true}) {
-		if o.Err != nil {
-			return nil, fmt.Errorf("list journal of partition %d: %w", p, o.Err)
-		}
-		names = append(names, o.Key)
+	names, err := j.store.List(ctx, j.bucket, j.partPrefix(p))
+	if err != nil {
+		return nil, fmt.Errorf("list journal of partition %d: %w", p, err)
 	}
 	sort.Strings(names)
 	var out []*journalEntry
@@ -104,8 +99,7 @@ func (j *journal) load(ctx context.Context, p int) ([]*journalEntry, error) {
 
 // remove deletes an entry.
 func (j *journal) remove(ctx context.Context, e *journalEntry) error {
-	err := j.store.Client().RemoveObject(ctx, j.bucket, e.name, minio.RemoveObjectOptions{})
-	if err != nil {
+	if err := j.store.Remove(ctx, j.bucket, e.name); err != nil {
 		return fmt.Errorf("remove journal entry %s: %w", e.name, err)
 	}
 	return nil
@@ -188,7 +182,7 @@ func (j *journal) strip(ctx context.Context, key string, drop map[string]bool) e
 		out.WriteByte('\n')
 	}
 	if out.Len() == 0 {
-		if err := j.store.Client().RemoveObject(ctx, j.bucket, key, minio.RemoveObjectOptions{}); err != nil {
+		if err := j.store.Remove(ctx, j.bucket, key); err != nil {
 			return fmt.Errorf("recover: remove %s: %w", key, err)
 		}
 		return nil

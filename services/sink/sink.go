@@ -24,8 +24,8 @@ import (
 
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/envconf"
-	"github.com/streamdet/streamdet/pkg/objstore"
 	"github.com/streamdet/streamdet/pkg/pipeline"
+	"github.com/streamdet/streamdet/pkg/service"
 )
 
 // Config is the sink's configuration: DefaultConfig, or ConfigFromEnv; Validate names every
@@ -130,7 +130,7 @@ type Sink struct {
 	cfg     Config
 	view    *View // nil unless annotating
 	stage   *pipeline.Stage
-	store   *objstore.Store
+	store   Store
 	journal *journal
 	now     func() time.Time
 	// work bounds every write: it ends a drain timeout after the service's context.
@@ -145,23 +145,63 @@ type Sink struct {
 
 	flushMu sync.Mutex // one flush or recovery at a time; guards seen and journal
 	seen    *fifoSet
-
-	stop chan struct{}
-	done chan struct{}
 }
 
-// New creates a Sink writing to cfg.Bucket with journal entries under group/topic, offering rows
-// to view (nil when not annotating).
+// Store is what the sink needs from object storage: batches and journal entries written, read
+// back, listed and removed (crash recovery), frames read (annotation), buckets ensured and the
+// readiness ping. *objstore.Store implements it.
+type Store interface {
+	pipeline.ObjectStore
+	Get(ctx context.Context, bucket, key string, max int64) ([]byte, error)
+	List(ctx context.Context, bucket, prefix string) ([]string, error)
+	Remove(ctx context.Context, bucket, key string) error
+}
+
+// Deps are what the service uses besides its Config (see pipeline.Deps); a nil Store is the
+// object storage client of Config.Store.
+type Deps struct {
+	pipeline.Deps
+	Store Store
+}
+
+// Options are what New needs.
+type Options struct {
+	// Work bounds every write, the last flush included: it ends a drain timeout after the
+	// service's context (pipeline.Runtime.Work).
+	Work   context.Context
+	Config Config
+	Stage  *pipeline.Stage
+	Store  Store
+	// Topic is the consumed topic; journal entries live under Config.Group/Topic.
+	Topic string
+	// View, when not nil, is offered every row (annotation).
+	View *View
+}
+
+// New creates a Sink writing to o.Config.Bucket.
 //
-// Lifecycle: Run in the background; Close after the consumer has stopped (it writes what is
-// left, within work, which bounds every write, and returns when Run has). Close without Run
-// is not allowed.
-func New(work context.Context, cfg Config, stage *pipeline.Stage, store *objstore.Store, topic string, view *View) *Sink {
-	return &Sink{
-		cfg: cfg, stage: stage, store: store, journal: newJournal(store, cfg.Bucket, cfg.Group, topic), view: view,
-		now: time.Now, work: work, kick: make(chan struct{}, 1), committed: func(int) (int64, bool) { return 0, false },
-		seen: newFIFOSet(cfg.DedupeKeys), stop: make(chan struct{}), done: make(chan struct{}),
+// Lifecycle (service.Runner): Run flushes batches until its ctx ends — cancel it after the
+// consumer has stopped — then writes what is left within Work and returns. Handle and Assigned
+// are called by the consumer while Run runs.
+func New(o Options) *Sink {
+	cfg := o.Config
+	now := time.Now
+	if o.Stage.Now != nil {
+		now = o.Stage.Now
 	}
+	return &Sink{
+		cfg: cfg, stage: o.Stage, store: o.Store, journal: newJournal(o.Store, cfg.Bucket, cfg.Group, o.Topic), view: o.View,
+		now: now, work: o.Work, kick: make(chan struct{}, 1), committed: func(int) (int64, bool) { return 0, false },
+		seen: newFIFOSet(cfg.DedupeKeys),
+	}
+}
+
+// TrackCommitted gives the sink the consumer's committed offsets (journal entries wholly below
+// them are trimmed). Call it before the first row is handled.
+func (s *Sink) TrackCommitted(committed func(partition int) (int64, bool)) {
+	s.flushMu.Lock()
+	s.committed = committed
+	s.flushMu.Unlock()
 }
 
 // Assigned is the consumer's OnAssign hook: before any row of partition p is handled from offset
@@ -227,28 +267,21 @@ func (s *Sink) Handle(ctx context.Context, m kafka.Message) error {
 	}
 }
 
-// Run flushes batches by size or age until Close.
-func (s *Sink) Run() {
-	defer close(s.done)
+// Run flushes batches by size or age until ctx ends, then what is left (within Work).
+func (s *Sink) Run(ctx context.Context) error {
 	tick := time.NewTicker(max(s.cfg.FlushInterval/4, 5*time.Millisecond))
 	defer tick.Stop()
 	for {
 		select {
-		case <-s.stop:
+		case <-ctx.Done():
 			s.flush(true)
-			return
+			return nil
 		case <-s.kick:
 			s.flush(true)
 		case <-tick.C:
 			s.flush(false)
 		}
 	}
-}
-
-// Close flushes what is left (within the work context) and stops Run.
-func (s *Sink) Close() {
-	close(s.stop)
-	<-s.done
 }
 
 func (s *Sink) flush(force bool) {
@@ -396,3 +429,8 @@ func (f *fifoSet) remove(k string) {
 		delete(f.keys, k)
 	}
 }
+
+var (
+	_ service.Runner = (*Sink)(nil)
+	_ service.Runner = (*View)(nil)
+)

@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/minio/minio-go/v7"
 	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
@@ -65,7 +64,7 @@ func newTestSink(t *testing.T, st *objstore.Store, batchRows int) *Sink {
 		t.Fatal(err)
 	}
 	cfg := Config{Group: "g", Bucket: "detections", BatchRows: batchRows, FlushInterval: time.Hour, DedupeKeys: 1000, JournalBatches: 4}
-	return New(context.Background(), cfg, stage, st, "t.detections", nil)
+	return New(Options{Work: context.Background(), Config: cfg, Stage: stage, Store: st, Topic: "t.detections"})
 }
 
 // message is the detections message of (stream, frame) at a partition offset.
@@ -110,18 +109,22 @@ func deliver(t *testing.T, s *Sink, from, to int64, n int, dup map[int64]int64) 
 }
 
 // rows counts each row identity in the sink's data files.
-func rows(t *testing.T, st *objstore.Store) map[string]int {
+func rows(t *testing.T, st Store) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	for o := range st.Client().ListObjects(context.Background(), "detections", minio.ListObjectsOptions{Prefix: "dt=", Recursive: true}) {
-		b, err := st.Get(context.Background(), "detections", o.Key, 1<<30)
+	keys, err := st.List(context.Background(), "detections", "dt=")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		b, err := st.Get(context.Background(), "detections", k, 1<<30)
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, line := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
 			var d contract.Detections
 			if err := json.Unmarshal(line, &d); err != nil {
-				t.Fatalf("%s: %v", o.Key, err)
+				t.Fatalf("%s: %v", k, err)
 			}
 			out[dedupeKey(d)]++
 		}
@@ -129,7 +132,7 @@ func rows(t *testing.T, st *objstore.Store) map[string]int {
 	return out
 }
 
-func exactlyOnce(t *testing.T, st *objstore.Store, n int) {
+func exactlyOnce(t *testing.T, st Store, n int) {
 	t.Helper()
 	got := rows(t, st)
 	if len(got) != n {
@@ -237,7 +240,9 @@ func TestHandleAndFlush(t *testing.T) {
 	st := fakeS3(t)
 	s := newTestSink(t, st, 3)
 	s.cfg.FlushInterval = 50 * time.Millisecond
-	go s.Run()
+	runCtx, stop := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- s.Run(runCtx) }()
 	ctx := context.Background()
 	if err := s.Assigned(ctx, 0, 0); err != nil {
 		t.Fatal(err)
@@ -260,7 +265,10 @@ func TestHandleAndFlush(t *testing.T) {
 			t.Errorf("%s: %v", bad, err)
 		}
 	}
-	s.Close()
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatal(err)
+	}
 	exactlyOnce(t, st, 7)
 }
 

@@ -16,7 +16,6 @@ import (
 
 	"github.com/streamdet/streamdet/pkg/annotate"
 	"github.com/streamdet/streamdet/pkg/contract"
-	"github.com/streamdet/streamdet/pkg/objstore"
 )
 
 //go:embed view.html
@@ -63,7 +62,13 @@ type served struct {
 
 // ViewConfig configures a View.
 type ViewConfig struct {
-	Store *objstore.Store
+	// Store: frames are read from it, annotated frames written to it.
+	Store interface {
+		Get(ctx context.Context, bucket, key string, max int64) ([]byte, error)
+		Put(ctx context.Context, bucket, key string, data []byte, contentType string) error
+	}
+	// Now is the clock of the per-version windows and expiry (default time.Now).
+	Now func() time.Time
 	// FramesBucket is the only bucket frames are read from (content-addressed keys only).
 	FramesBucket string
 	// Bucket receives annotated frames at <stream>/<frame>/<model>/<version>.jpg; "" keeps
@@ -81,6 +86,9 @@ type ViewConfig struct {
 const maxVersionRows = 64
 
 // NewView creates a View; Run renders, Handler serves.
+//
+// Lifecycle (service.Runner): Run renders offered frames until ctx ends; Offer and Handler may
+// be used before, during and after Run.
 func NewView(c ViewConfig) *View {
 	if c.MaxStreams <= 0 {
 		c.MaxStreams = 256
@@ -88,7 +96,10 @@ func NewView(c ViewConfig) *View {
 	if c.TTL <= 0 {
 		c.TTL = 10 * time.Minute
 	}
-	return &View{cfg: c, queue: make(chan contract.Detections, 64), now: time.Now,
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return &View{cfg: c, queue: make(chan contract.Detections, 64), now: c.Now,
 		latest: map[string]*streamView{}, served: map[string][]served{}}
 }
 
@@ -134,11 +145,11 @@ func (v *View) observe(d contract.Detections) {
 }
 
 // Run renders queued frames until ctx ends.
-func (v *View) Run(ctx context.Context) {
+func (v *View) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case d := <-v.queue:
 			v.render(ctx, d)
 		}

@@ -183,9 +183,15 @@ func (s *Stack) RunServices(ctx context.Context) error {
 		name string
 		run  func(context.Context, *telemetry.Telemetry) error
 	}{
-		{"ingest", func(ctx context.Context, tel *telemetry.Telemetry) error { return ingest.Run(ctx, c.Ingest, tel) }},
-		{"detect", func(ctx context.Context, tel *telemetry.Telemetry) error { return detect.Run(ctx, c.Detect, tel) }},
-		{"sink", func(ctx context.Context, tel *telemetry.Telemetry) error { return sink.Run(ctx, c.Sink, tel) }},
+		{"ingest", func(ctx context.Context, tel *telemetry.Telemetry) error {
+			return ingest.Run(ctx, c.Ingest, ingest.Deps{Deps: pipeline.Deps{Telemetry: tel}})
+		}},
+		{"detect", func(ctx context.Context, tel *telemetry.Telemetry) error {
+			return detect.Run(ctx, c.Detect, detect.Deps{Deps: pipeline.Deps{Telemetry: tel}})
+		}},
+		{"sink", func(ctx context.Context, tel *telemetry.Telemetry) error {
+			return sink.Run(ctx, c.Sink, sink.Deps{Deps: pipeline.Deps{Telemetry: tel}})
+		}},
 	} {
 		tel, err := telemetry.Setup(ctx, svc.name)
 		if err != nil {

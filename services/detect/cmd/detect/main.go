@@ -3,10 +3,17 @@
 package main
 
 import (
+	"context"
 	"os"
 
+	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/service"
+	"github.com/streamdet/streamdet/pkg/telemetry"
 	"github.com/streamdet/streamdet/services/detect"
 )
 
-func main() { os.Exit(service.Main("detect", detect.ConfigFromEnv, detect.Run)) }
+func main() {
+	os.Exit(service.Main("detect", detect.ConfigFromEnv, func(ctx context.Context, c detect.Config, tel *telemetry.Telemetry) error {
+		return detect.Run(ctx, c, detect.Deps{Deps: pipeline.Deps{Telemetry: tel}})
+	}))
+}

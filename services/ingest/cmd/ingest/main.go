@@ -3,10 +3,17 @@
 package main
 
 import (
+	"context"
 	"os"
 
+	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/service"
+	"github.com/streamdet/streamdet/pkg/telemetry"
 	"github.com/streamdet/streamdet/services/ingest"
 )
 
-func main() { os.Exit(service.Main("ingest", ingest.ConfigFromEnv, ingest.Run)) }
+func main() {
+	os.Exit(service.Main("ingest", ingest.ConfigFromEnv, func(ctx context.Context, c ingest.Config, tel *telemetry.Telemetry) error {
+		return ingest.Run(ctx, c, ingest.Deps{Deps: pipeline.Deps{Telemetry: tel}})
+	}))
+}

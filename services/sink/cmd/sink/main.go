@@ -3,10 +3,17 @@
 package main
 
 import (
+	"context"
 	"os"
 
+	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/service"
+	"github.com/streamdet/streamdet/pkg/telemetry"
 	"github.com/streamdet/streamdet/services/sink"
 )
 
-func main() { os.Exit(service.Main("sink", sink.ConfigFromEnv, sink.Run)) }
+func main() {
+	os.Exit(service.Main("sink", sink.ConfigFromEnv, func(ctx context.Context, c sink.Config, tel *telemetry.Telemetry) error {
+		return sink.Run(ctx, c, sink.Deps{Deps: pipeline.Deps{Telemetry: tel}})
+	}))
+}
