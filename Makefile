@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build up down status env test unit integration lint vuln demo run clean distclean fuzz fuzz-asan bench cover
+.PHONY: help build images up down status env test unit integration lint vuln demo run clean distclean fuzz fuzz-asan bench cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ build: ## build every binary into bin/
 	$(GO) build -o bin/detect ./services/detect/cmd/detect
 	$(GO) build -o bin/sink ./services/sink/cmd/sink
 	$(GO) build -o bin/detctl ./tools/cmd/detctl
+
+images: ## build the images with buildah (local Debian bases) → dist/*.oci.tar, and print their sizes
+	deploy/images/build.sh images
 
 up: ## install (cached) and start Kafka, MinIO and Redis on loopback (SECURE=1: TLS, SASL/SCRAM, ACLs, per-service users)
 	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh up; else $(STACK) up; fi
@@ -98,8 +101,9 @@ test: ## lint, unit tests, then integration tests against the real local stack
 	@$(MAKE) --no-print-directory vuln
 	@$(MAKE) --no-print-directory unit
 	@FUZZTIME=60s $(MAKE) --no-print-directory fuzz-asan
+	@$(MAKE) --no-print-directory images
 	@started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
-	  rc=0; $(MAKE) --no-print-directory integration || rc=$$?; \
+	  rc=0; STREAMDET_IMAGE_TAG=test-amd64 $(MAKE) --no-print-directory integration || rc=$$?; \
 	  if [[ $$started == 1 ]]; then $(STACK) down; fi; exit $$rc
 
 # The demo runs the whole pipeline in-process (embedded Kafka, S3 and Redis; nothing else
@@ -147,7 +151,7 @@ fuzz-asan: ## differential fuzz of pjpeg.c against libjpeg-turbo under AddressSa
 
 clean: ## remove binaries and the local stack's state (keeps downloaded/built components)
 	-@$(STACK) down
-	rm -rf bin .cache/stack
+	rm -rf bin dist .cache/stack
 
 distclean: clean ## also remove every cached download and build
 	rm -rf .cache

@@ -16,7 +16,13 @@ import (
 // Main runs a service from its configuration in the environment and returns its exit code:
 // read and validate the configuration (load), set up telemetry, run until a signal, then flush
 // telemetry. Only main calls os.Exit.
-func Main[C any](name string, load func(envconf.Env) (C, error), run func(context.Context, C, *telemetry.Telemetry) error) int {
+//
+// `<binary> healthcheck` instead asks the running service whether it is ready (Healthcheck);
+// defAddr is the data listener's default address.
+func Main[C any](name, defAddr string, load func(envconf.Env) (C, error), run func(context.Context, C, *telemetry.Telemetry) error) int {
+	if len(os.Args) == 2 && os.Args[1] == "healthcheck" {
+		return Healthcheck(context.Background(), envconf.OS(), name, defAddr)
+	}
 	cfg, err := load(envconf.OS())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "%s: configuration: %v\n", name, err)

@@ -87,7 +87,7 @@ func fromEnv(env envconf.Env) Config {
 		format = engine.Format(raw) // Validate reports it
 	}
 	c := Config{
-		Config:       pipeline.ConfigFromEnv(env, "detect", ":8082", false),
+		Config:       pipeline.ConfigFromEnv(env, "detect", DefaultAddr, false),
 		Redis:        routing.RedisFromEnv(env),
 		FramesBucket: env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Group:        env.String("STREAMDET_DETECT_GROUP", "streamdet-detect"),
@@ -470,3 +470,6 @@ func (d *Detector) traceStages(ctx context.Context, start time.Time, s Served, t
 func ModelOf(name, version string, eng *engine.Engine) contract.Model {
 	return contract.Model{Name: name, Version: version, Digest: "sha256:" + eng.Info().SHA256}
 }
+
+// DefaultAddr is the data listener's default address (STREAMDET_DETECT_ADDR).
+const DefaultAddr = ":8082"

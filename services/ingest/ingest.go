@@ -62,7 +62,7 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 
 func fromEnv(env envconf.Env) Config {
 	return Config{
-		Config:      pipeline.ConfigFromEnv(env, "ingest", ":8081", true),
+		Config:      pipeline.ConfigFromEnv(env, "ingest", DefaultAddr, true),
 		Group:       env.String("STREAMDET_INGEST_GROUP", "streamdet-ingest"),
 		Bucket:      env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		Concurrency: env.Int("STREAMDET_INGEST_CONCURRENCY", 8),
@@ -190,3 +190,6 @@ func (in *Ingester) HandleRaw(ctx context.Context, m kafka.Message) error {
 	_, err := in.Ingest(ctx, f) // checks the ids
 	return err
 }
+
+// DefaultAddr is the data listener's default address (STREAMDET_INGEST_ADDR).
+const DefaultAddr = ":8081"

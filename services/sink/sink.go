@@ -75,7 +75,7 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 
 func fromEnv(env envconf.Env) Config {
 	c := Config{
-		Config:          pipeline.ConfigFromEnv(env, "sink", ":8083", true),
+		Config:          pipeline.ConfigFromEnv(env, "sink", DefaultAddr, true),
 		FramesBucket:    env.String("STREAMDET_FRAMES_BUCKET", "frames"),
 		JournalBatches:  env.Int("STREAMDET_SINK_JOURNAL_BATCHES", 64),
 		Group:           env.String("STREAMDET_SINK_GROUP", "streamdet-sink"),
@@ -434,3 +434,6 @@ var (
 	_ service.Runner = (*Sink)(nil)
 	_ service.Runner = (*View)(nil)
 )
+
+// DefaultAddr is the data listener's default address (STREAMDET_SINK_ADDR).
+const DefaultAddr = ":8083"

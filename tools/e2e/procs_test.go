@@ -102,6 +102,8 @@ type proc struct {
 	addr string
 	log  string
 	done chan struct{}
+	// term sends SIGTERM to the service (default: to cmd's process).
+	term func()
 }
 
 // startService runs a service binary with env and waits until /readyz says ready.
@@ -157,7 +159,11 @@ func (p *proc) stop(t *testing.T) {
 		return
 	default:
 	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
+	if p.term != nil {
+		p.term()
+	} else {
+		p.cmd.Process.Signal(syscall.SIGTERM)
+	}
 	select {
 	case <-p.done:
 		if code := p.cmd.ProcessState.ExitCode(); code != 0 {

@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	os.Exit(service.Main("detect", detect.ConfigFromEnv, func(ctx context.Context, c detect.Config, tel *telemetry.Telemetry) error {
+	os.Exit(service.Main("detect", detect.DefaultAddr, detect.ConfigFromEnv, func(ctx context.Context, c detect.Config, tel *telemetry.Telemetry) error {
 		return detect.Run(ctx, c, detect.Deps{Deps: pipeline.Deps{Telemetry: tel}})
 	}))
 }

@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	os.Exit(service.Main("ingest", ingest.ConfigFromEnv, func(ctx context.Context, c ingest.Config, tel *telemetry.Telemetry) error {
+	os.Exit(service.Main("ingest", ingest.DefaultAddr, ingest.ConfigFromEnv, func(ctx context.Context, c ingest.Config, tel *telemetry.Telemetry) error {
 		return ingest.Run(ctx, c, ingest.Deps{Deps: pipeline.Deps{Telemetry: tel}})
 	}))
 }

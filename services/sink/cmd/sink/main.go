@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	os.Exit(service.Main("sink", sink.ConfigFromEnv, func(ctx context.Context, c sink.Config, tel *telemetry.Telemetry) error {
+	os.Exit(service.Main("sink", sink.DefaultAddr, sink.ConfigFromEnv, func(ctx context.Context, c sink.Config, tel *telemetry.Telemetry) error {
 		return sink.Run(ctx, c, sink.Deps{Deps: pipeline.Deps{Telemetry: tel}})
 	}))
 }

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds streamdet's images with buildah (chroot isolation: no daemon, no user namespaces needed)
+# and exports each as an OCI archive under dist/.
+#
+#   deploy/images/build.sh bases    the local Debian bases (mmdebstrap), cached by their inputs
+#   deploy/images/build.sh images   bases, then ingest, detect, sink, detctl → dist/*.oci.tar
+#   deploy/images/build.sh sizes    the images' sizes
+#
+# Production builds skip `bases` and pass upstream ones: BUILDER, STATIC_BASE and CC_BASE are the
+# Containerfile's build arguments (see its header). VERSION and REVISION label the images.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+TAG=images
+. deploy/local/lib.sh
+
+ARCH=${ARCH:-amd64}
+SUITE=bookworm
+CACHE=${STREAMDET_CACHE:-$PWD/.cache}/images
+DIST=${DIST:-$PWD/dist}
+VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
+REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
+IMAGES=(ingest detect sink detctl)
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} # as the Makefile
+export BUILDAH_ISOLATION=chroot STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
+
+need() {
+  local missing=()
+  for c in buildah mmdebstrap; do command -v "$c" >/dev/null || missing+=("$c"); done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]} from Debian"
+    local sudo=; ((EUID == 0)) || sudo=sudo
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  fi
+}
+
+# rootfs NAME VARIANT PACKAGES: a Debian root filesystem tarball, cached by its inputs.
+rootfs() {
+  local name=$1 variant=$2 pkgs=$3 out=$CACHE/$1-$ARCH-$SUITE.tar
+  if [[ ! -s $out || $(cat "$out.inputs" 2>/dev/null) != "$variant $pkgs" ]]; then
+    log "$name: mmdebstrap --variant=$variant $SUITE ($pkgs)"
+    mkdir -p "$CACHE"
+    mmdebstrap --quiet --arch="$ARCH" --variant="$variant" --include="$pkgs" "$SUITE" "$out.tmp" >&2
+    mv "$out.tmp" "$out"
+    echo "$variant $pkgs" >"$out.inputs"
+  fi
+  echo "$out"
+}
+
+# base IMAGE [TARBALL]: an image of the tarball's filesystem (or of nothing), plus the nonroot
+# user (65532), a writable /tmp and Debian's CA bundle: distroless's content, from Debian.
+base() {
+  local image=$1 tar=${2:-} c etc
+  log "base $image"
+  c=$(buildah from --arch "$ARCH" scratch)
+  [[ -z $tar ]] || buildah add "$c" "$tar" / >/dev/null
+  etc=$(mktemp -d)
+  mkdir -p "$etc/etc/ssl/certs" "$etc/tmp" "$etc/home/nonroot"
+  printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n' >"$etc/etc/passwd"
+  printf 'root:x:0:\nnonroot:x:65532:\n' >"$etc/etc/group"
+  cp /etc/ssl/certs/ca-certificates.crt "$etc/etc/ssl/certs/"
+  chmod 1777 "$etc/tmp"
+  chown 65532:65532 "$etc/home/nonroot"
+  (cd "$etc" && tar -cf "$etc.tar" .)
+  buildah add "$c" "$etc.tar" / >/dev/null
+  rm -rf "$etc" "$etc.tar"
+  buildah config --user 65532:65532 "$c"
+  buildah commit --quiet --rm "$c" "$image" >/dev/null
+}
+
+have() { buildah inspect --type image "$1" >/dev/null 2>&1; }
+
+bases() {
+  need
+  # static: nothing but the user database, /tmp and the CA bundle (distroless/static's content).
+  have localhost/streamdet-base-static:$ARCH || base localhost/streamdet-base-static:$ARCH
+  # cc: glibc, libstdc++ and libgcc from Debian, unpacked without a shell or package manager
+  # (distroless/cc's content).
+  local cc
+  cc=$(rootfs cc extract libc6,libstdc++6,libgcc-s1,tzdata)
+  if [[ $(cat "$CACHE/base-cc-$ARCH.built" 2>/dev/null) != "$(stat -c %Y "$cc")" ]] || ! have localhost/streamdet-base-cc:$ARCH; then
+    base localhost/streamdet-base-cc:$ARCH "$cc"
+    stat -c %Y "$cc" >"$CACHE/base-cc-$ARCH.built"
+  fi
+  # builder: Debian with gcc and libjpeg-turbo's headers, plus the Go toolchain the Makefile
+  # uses (the golang.org/toolchain module from the Go module proxy).
+  local goroot
+  goroot=$(go env GOROOT)
+  if [[ $(cat "$CACHE/builder-$ARCH.built" 2>/dev/null) != "$goroot" ]] || ! have localhost/streamdet-builder:$ARCH; then
+    local b c
+    b=$(rootfs builder minbase gcc,libc6-dev,libturbojpeg0-dev,ca-certificates)
+    log "builder (Go from $goroot)"
+    c=$(buildah from --arch "$ARCH" scratch)
+    buildah add "$c" "$b" / >/dev/null
+    buildah copy "$c" "$goroot" /usr/local/go >/dev/null
+    # The host's CA bundle: the module proxy may be reached through a TLS-intercepting proxy
+    # whose authority only the host trusts.
+    buildah copy "$c" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
+    buildah config --env PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+      --env GOPROXY="$(go env GOPROXY)" --env GOSUMDB="$(go env GOSUMDB)" "$c"
+    buildah commit --quiet --rm "$c" localhost/streamdet-builder:$ARCH >/dev/null
+    echo "$goroot" >"$CACHE/builder-$ARCH.built"
+  fi
+}
+
+images() {
+  bases
+  local ort
+  ort=$(deploy/local/stack.sh ortlib)
+  [[ -f $ort ]] || deploy/local/stack.sh install >/dev/null
+  ort=${ort#"$PWD/"}
+  mkdir -p "$DIST"
+  for img in "${IMAGES[@]}"; do
+    log "streamdet-$img ($ARCH)"
+    buildah bud --quiet --isolation chroot --layers --arch "$ARCH" -f deploy/images/Containerfile --target "$img" \
+      --build-arg BUILDER=localhost/streamdet-builder:$ARCH \
+      --build-arg STATIC_BASE=localhost/streamdet-base-static:$ARCH \
+      --build-arg CC_BASE=localhost/streamdet-base-cc:$ARCH \
+      --build-arg TARGETARCH="$ARCH" --build-arg ORT_LIB="$ort" --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
+      -t "localhost/streamdet-$img:$VERSION-$ARCH" -t "localhost/streamdet-$img:test-$ARCH" . >/dev/null
+    rm -f "$DIST/streamdet-$img-$ARCH.oci.tar"
+    buildah push --quiet "localhost/streamdet-$img:$VERSION-$ARCH" "oci-archive:$DIST/streamdet-$img-$ARCH.oci.tar:streamdet-$img:$VERSION" >/dev/null
+  done
+  sizes
+}
+
+sizes() {
+  for img in "${IMAGES[@]}"; do
+    local f=$DIST/streamdet-$img-$ARCH.oci.tar
+    [[ -f $f ]] && printf '%-22s %6s MB  %s\n' "streamdet-$img" "$(($(stat -c %s "$f") / 1000000))" "${f#"$PWD/"}"
+  done
+}
+
+case ${1:-images} in
+bases) bases ;;
+images) images ;;
+sizes) sizes ;;
+*)
+  echo "usage: $0 bases|images|sizes" >&2
+  exit 2
+  ;;
+esac
