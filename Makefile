@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build images up down status env test unit integration lint vuln demo run clean distclean fuzz fuzz-asan bench cover
+.PHONY: help build images images-all up down status env test unit integration lint vuln demo run clean distclean fuzz fuzz-asan bench cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,8 +45,12 @@ build: ## build every binary into bin/
 	$(GO) build -o bin/sink ./services/sink/cmd/sink
 	$(GO) build -o bin/detctl ./tools/cmd/detctl
 
-images: ## build the images with buildah (local Debian bases) → dist/*.oci.tar, and print their sizes
+images: ## build the amd64 images with buildah (local Debian bases) → dist/*.oci.tar, and print their sizes
 	deploy/images/build.sh images
+
+images-all: ## the images for amd64 and arm64 (cross-compiled; not part of make test)
+	ARCH=amd64 deploy/images/build.sh images
+	ARCH=arm64 deploy/images/build.sh images
 
 up: ## install (cached) and start Kafka, MinIO and Redis on loopback (SECURE=1: TLS, SASL/SCRAM, ACLs, per-service users)
 	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh up; else $(STACK) up; fi

@@ -4,16 +4,19 @@
 #
 #   deploy/images/build.sh bases    the local Debian bases (mmdebstrap), cached by their inputs
 #   deploy/images/build.sh images   bases, then ingest, detect, sink, detctl → dist/*.oci.tar
+#   deploy/images/build.sh smoke    each service starts inside its image (arm64: under qemu)
 #   deploy/images/build.sh sizes    the images' sizes
 #
 # Production builds skip `bases` and pass upstream ones: BUILDER, STATIC_BASE and CC_BASE are the
-# Containerfile's build arguments (see its header). VERSION and REVISION label the images.
+# Containerfile's build arguments (see its header), with PULL=true to fetch them. VERSION and
+# REVISION label the images; ARCH=arm64 cross-compiles the arm64 images on an amd64 machine.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 TAG=images
 . deploy/local/lib.sh
 
-ARCH=${ARCH:-amd64}
+ARCH=${ARCH:-amd64}         # the images' architecture: amd64 or arm64
+HOSTARCH=$(dpkg --print-architecture) # the builder's (it cross-compiles)
 SUITE=bookworm
 CACHE=${STREAMDET_CACHE:-$PWD/.cache}/images
 DIST=${DIST:-$PWD/dist}
@@ -26,6 +29,7 @@ export BUILDAH_ISOLATION=chroot STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
 need() {
   local missing=()
   for c in buildah mmdebstrap; do command -v "$c" >/dev/null || missing+=("$c"); done
+  [[ $ARCH == "$HOSTARCH" ]] || command -v qemu-aarch64-static >/dev/null || missing+=(qemu-user-static)
   if ((${#missing[@]})); then
     log "installing ${missing[*]} from Debian"
     local sudo=; ((EUID == 0)) || sudo=sudo
@@ -39,8 +43,9 @@ rootfs() {
   if [[ ! -s $out || $(cat "$out.inputs" 2>/dev/null) != "$variant $pkgs" ]]; then
     log "$name: mmdebstrap --variant=$variant $SUITE ($pkgs)"
     mkdir -p "$CACHE"
-    mmdebstrap --quiet --arch="$ARCH" --variant="$variant" --include="$pkgs" "$SUITE" "$out.tmp" >&2
-    mv "$out.tmp" "$out"
+    rm -rf "$out" "$out.tmp.tar"
+    mmdebstrap --quiet --arch="$ARCH" --variant="$variant" --include="$pkgs" "$SUITE" "$out.tmp.tar" >&2
+    mv "$out.tmp.tar" "$out"
     echo "$variant $pkgs" >"$out.inputs"
   fi
   echo "$out"
@@ -63,7 +68,7 @@ base() {
   (cd "$etc" && tar -cf "$etc.tar" .)
   buildah add "$c" "$etc.tar" / >/dev/null
   rm -rf "$etc" "$etc.tar"
-  buildah config --user 65532:65532 "$c"
+  buildah config --user 65532:65532 --arch "$ARCH" --os linux "$c"
   buildah commit --quiet --rm "$c" "$image" >/dev/null
 }
 
@@ -81,15 +86,17 @@ bases() {
     base localhost/streamdet-base-cc:$ARCH "$cc"
     stat -c %Y "$cc" >"$CACHE/base-cc-$ARCH.built"
   fi
-  # builder: Debian with gcc and libjpeg-turbo's headers, plus the Go toolchain the Makefile
-  # uses (the golang.org/toolchain module from the Go module proxy).
-  local goroot
+  # builder (the build machine's architecture): Debian with gcc, libjpeg-turbo for amd64 and
+  # arm64, the arm64 cross compiler, and the Go toolchain the Makefile uses (the
+  # golang.org/toolchain module from the Go module proxy).
+  local goroot pkgs
   goroot=$(go env GOROOT)
-  if [[ $(cat "$CACHE/builder-$ARCH.built" 2>/dev/null) != "$goroot" ]] || ! have localhost/streamdet-builder:$ARCH; then
+  pkgs=gcc,libc6-dev,libturbojpeg0-dev,ca-certificates,gcc-aarch64-linux-gnu,libc6-dev-arm64-cross,libturbojpeg0-dev:arm64
+  if [[ $(cat "$CACHE/builder-$HOSTARCH.built" 2>/dev/null) != "$goroot $pkgs" ]] || ! have localhost/streamdet-builder:$HOSTARCH; then
     local b c
-    b=$(rootfs builder minbase gcc,libc6-dev,libturbojpeg0-dev,ca-certificates)
+    b=$(ARCH=$HOSTARCH,arm64 rootfs builder minbase "$pkgs")
     log "builder (Go from $goroot)"
-    c=$(buildah from --arch "$ARCH" scratch)
+    c=$(buildah from --arch "$HOSTARCH" scratch)
     buildah add "$c" "$b" / >/dev/null
     buildah copy "$c" "$goroot" /usr/local/go >/dev/null
     # The host's CA bundle: the module proxy may be reached through a TLS-intercepting proxy
@@ -97,22 +104,22 @@ bases() {
     buildah copy "$c" /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt >/dev/null
     buildah config --env PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
       --env GOPROXY="$(go env GOPROXY)" --env GOSUMDB="$(go env GOSUMDB)" "$c"
-    buildah commit --quiet --rm "$c" localhost/streamdet-builder:$ARCH >/dev/null
-    echo "$goroot" >"$CACHE/builder-$ARCH.built"
+    buildah commit --quiet --rm "$c" localhost/streamdet-builder:$HOSTARCH >/dev/null
+    echo "$goroot $pkgs" >"$CACHE/builder-$HOSTARCH.built"
   fi
 }
 
 images() {
   bases
   local ort
-  ort=$(deploy/local/stack.sh ortlib)
+  ort=$(deploy/local/stack.sh ortlib "$ARCH")
   [[ -f $ort ]] || deploy/local/stack.sh install >/dev/null
   ort=${ort#"$PWD/"}
   mkdir -p "$DIST"
   for img in "${IMAGES[@]}"; do
     log "streamdet-$img ($ARCH)"
-    buildah bud --quiet --isolation chroot --layers --arch "$ARCH" -f deploy/images/Containerfile --target "$img" \
-      --build-arg BUILDER=localhost/streamdet-builder:$ARCH \
+    buildah bud --quiet --isolation chroot --layers --pull="${PULL:-never}" --arch "$ARCH" -f deploy/images/Containerfile --target "$img" \
+      --build-arg BUILDER=localhost/streamdet-builder:$HOSTARCH --build-arg BUILDPLATFORM=linux/$HOSTARCH --build-arg TARGETPLATFORM=linux/$ARCH \
       --build-arg STATIC_BASE=localhost/streamdet-base-static:$ARCH \
       --build-arg CC_BASE=localhost/streamdet-base-cc:$ARCH \
       --build-arg TARGETARCH="$ARCH" --build-arg ORT_LIB="$ort" --build-arg VERSION="$VERSION" --build-arg REVISION="$REVISION" \
@@ -120,7 +127,28 @@ images() {
     rm -f "$DIST/streamdet-$img-$ARCH.oci.tar"
     buildah push --quiet "localhost/streamdet-$img:$VERSION-$ARCH" "oci-archive:$DIST/streamdet-$img-$ARCH.oci.tar:streamdet-$img:$VERSION" >/dev/null
   done
+  smoke
   sizes
+}
+
+# smoke: each service binary starts inside its image's filesystem (dynamic libraries found) and
+# refuses to run without configuration. Images of another architecture run under
+# qemu-user-static (binfmt need not be registered).
+smoke() {
+  local img c m out
+  for img in ingest detect sink; do
+    c=$(buildah from --pull=never --arch "$ARCH" "localhost/streamdet-$img:$VERSION-$ARCH")
+    m=$(buildah mount "$c")
+    if [[ $ARCH == "$HOSTARCH" ]]; then
+      out=$(env -i LD_LIBRARY_PATH=/usr/lib/streamdet "$(command -v chroot)" --userspec=65532:65532 "$m" "/usr/local/bin/$img" 2>&1 || true)
+    else
+      out=$(qemu-aarch64-static -L "$m" -E LD_LIBRARY_PATH=/usr/lib/streamdet "$m/usr/local/bin/$img" 2>&1 || true)
+    fi
+    buildah umount "$c" >/dev/null
+    buildah rm "$c" >/dev/null
+    [[ $out == *"$img: configuration:"* ]] || die "streamdet-$img ($ARCH) does not start in its image: $out"
+    log "streamdet-$img ($ARCH): starts in its image"
+  done
 }
 
 sizes() {
@@ -133,6 +161,7 @@ sizes() {
 case ${1:-images} in
 bases) bases ;;
 images) images ;;
+smoke) smoke ;;
 sizes) sizes ;;
 *)
   echo "usage: $0 bases|images|sizes" >&2

@@ -29,6 +29,8 @@ MINIO_MODULE=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
 ORT_NPM_VERSION=1.30.0
 ORT_LIB=$CACHE/onnxruntime/$ORT_NPM_VERSION/libonnxruntime.so.1
+# The arm64 library from the same package, for the arm64 images (deploy/images/build.sh).
+ORT_LIB_ARM64=$CACHE/onnxruntime/$ORT_NPM_VERSION/linux-arm64/libonnxruntime.so.1
 KAFKA_LIBS=$CACHE/kafka/libs
 APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium)
 
@@ -90,16 +92,20 @@ install_minio() {
 }
 
 install_onnxruntime() {
-  [[ -f $ORT_LIB ]] && return 0
+  [[ -f $ORT_LIB && -f $ORT_LIB_ARM64 ]] && return 0
   log "onnxruntime: fetching onnxruntime-node@$ORT_NPM_VERSION from the npm registry"
-  local tmp
+  local tmp arch dest
   tmp=$(mktemp -d)
-  mkdir -p "$LOGS" "$(dirname "$ORT_LIB")"
+  mkdir -p "$LOGS" "$(dirname "$ORT_LIB")" "$(dirname "$ORT_LIB_ARM64")"
   (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_NPM_VERSION") >"$LOGS/npm.log" 2>&1 ||
     { rm -rf "$tmp"; fail onnxruntime "$LOGS/npm.log" "npm pack onnxruntime-node@$ORT_NPM_VERSION"; }
-  tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" package/bin/napi-v6/linux/x64/libonnxruntime.so.1 ||
-    { rm -rf "$tmp"; die "onnxruntime: the package has no bin/napi-v6/linux/x64/libonnxruntime.so.1"; }
-  mv "$tmp/package/bin/napi-v6/linux/x64/libonnxruntime.so.1" "$ORT_LIB"
+  for arch in x64 arm64; do
+    dest=$ORT_LIB
+    [[ $arch == arm64 ]] && dest=$ORT_LIB_ARM64
+    tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" "package/bin/napi-v6/linux/$arch/libonnxruntime.so.1" ||
+      { rm -rf "$tmp"; die "onnxruntime: the package has no bin/napi-v6/linux/$arch/libonnxruntime.so.1"; }
+    mv "$tmp/package/bin/napi-v6/linux/$arch/libonnxruntime.so.1" "$dest"
+  done
   rm -rf "$tmp"
 }
 
@@ -260,7 +266,7 @@ down)
   ;;
 status) status ;;
 env) print_env ;;
-ortlib) echo "$ORT_LIB" ;;
+ortlib) if [[ ${2:-amd64} == arm64 ]]; then echo "$ORT_LIB_ARM64"; else echo "$ORT_LIB"; fi ;;
 running)
   # exit 0 when all three servers are running (used by make test to decide whether to stop them)
   for c in kafka minio redis; do alive "$STATE/$c.pid" || exit 1; done

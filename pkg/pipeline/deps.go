@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/segmentio/kafka-go"
@@ -75,4 +76,22 @@ func (d Deps) WithDefaults(c Config) Deps {
 // NewObjectStore is the object storage client of c, its spans from tel's tracer provider.
 func NewObjectStore(c Config, tel *telemetry.Telemetry) (*objstore.Store, error) {
 	return objstore.New(c.Store, objstore.WithTracerProvider(tel.TracerProvider))
+}
+
+// StoreOr returns s, or when s is nil the object storage client of c (*objstore.Store, which
+// implements every service's store interface S).
+func StoreOr[S comparable](s S, c Config, tel *telemetry.Telemetry) (S, error) {
+	var zero S
+	if s != zero {
+		return s, nil
+	}
+	st, err := NewObjectStore(c, tel)
+	if err != nil {
+		return zero, err
+	}
+	v, ok := any(st).(S)
+	if !ok {
+		return zero, fmt.Errorf("pipeline: *objstore.Store does not implement %T", zero)
+	}
+	return v, nil
 }

@@ -2,10 +2,15 @@ package testenv
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/http"
 	"sort"
 	"strings"
 	"sync"
+	"testing"
+	"time"
 
 	"github.com/segmentio/kafka-go"
 
@@ -180,3 +185,56 @@ func (p *MemProducer) WriteMessages(_ context.Context, msgs ...kafka.Message) er
 
 // Close does nothing.
 func (p *MemProducer) Close() error { return nil }
+
+// RunService runs run (a service's Run) in the background and waits until http://addr/readyz
+// answers 200. The returned stop cancels run's context and fails the test unless run returns
+// nil or context.Canceled within limit (its drain timeout and some); the test's cleanup stops
+// it too.
+func RunService(t testing.TB, addr string, limit time.Duration, run func(context.Context) error) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-ran:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(limit):
+				t.Errorf("Run did not return within %s of its context ending", limit)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case err := <-ran:
+			t.Fatalf("Run returned before it was ready: %v", err)
+		default:
+		}
+		if resp, err := http.Get("http://" + addr + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return stop
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready at %s after 60s", addr)
+		}
+	}
+}
+
+// FreeAddr is a loopback address with a port free at the time of the call.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}

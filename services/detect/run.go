@@ -22,12 +22,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	}
 	deps.Deps = deps.Deps.WithDefaults(cfg.Config)
 	tel := deps.Telemetry
-	if deps.Store == nil {
-		s, err := pipeline.NewObjectStore(cfg.Config, tel)
-		if err != nil {
-			return err
-		}
-		deps.Store = s
+	var err error
+	if deps.Store, err = pipeline.StoreOr(deps.Store, cfg.Config, deps.Telemetry); err != nil {
+		return err
 	}
 	rt, err := pipeline.Start(ctx, pipeline.Options{Name: "detect", Config: cfg.Config, Store: deps.Store, Deps: deps.Deps})
 	if err != nil {

@@ -3,9 +3,6 @@ package detect
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"net"
-	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -42,9 +39,7 @@ func TestRunWithDeps(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Kafka.Brokers, cfg.Kafka.TopicPrefix = brokers, "t"
 	cfg.Store.Endpoint, cfg.Store.AccessKey, cfg.Store.SecretKey = "unused.invalid:9000", "unused", "unused-secret"
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg.Server.Addr = l.Addr().String()
-	l.Close()
+	cfg.Server.Addr = testenv.FreeAddr(t)
 	cfg.ModelPath, cfg.NamesPath, cfg.ModelVersion = model, testenv.Shared(t, "models", "coco.names"), "1"
 	cfg.Engine.LibraryPath, cfg.Engine.Sessions, cfg.Engine.IntraOpThreads, cfg.Engine.Format = lib, 1, 1, engine.FormatYOLOX
 	cfg.ModelName = "coco"
@@ -54,21 +49,8 @@ func TestRunWithDeps(t *testing.T) {
 		Producer:  func(topic string) (pipeline.Producer, error) { return topics.Open(topic), nil },
 		Now:       func() time.Time { return at },
 	}, Store: store}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- Run(ctx, cfg, deps) }()
-	for ready := false; !ready; time.Sleep(20 * time.Millisecond) {
-		select {
-		case err := <-ran:
-			t.Fatalf("Run returned before ready: %v", err)
-		default:
-		}
-		if resp, err := http.Get("http://" + cfg.Server.Addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == 200
-		}
-	}
+	stop := testenv.RunService(t, cfg.Server.Addr, cfg.DrainTimeout+5*time.Second, func(ctx context.Context) error { return Run(ctx, cfg, deps) })
+	ctx := context.Background()
 
 	ref := storeFrame(t, store, "cam-1", "f-1", dog)
 	missing := ref
@@ -93,13 +75,5 @@ func TestRunWithDeps(t *testing.T) {
 	if out.FrameID != "f-1" || len(out.Detections) == 0 || !out.DetectedAt.Equal(at) || out.Model.Version != "1" {
 		t.Fatalf("detections %+v (want detected at the injected clock's %s)", out, at)
 	}
-	cancel()
-	select {
-	case err := <-ran:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(cfg.DrainTimeout + 5*time.Second):
-		t.Fatal("Run did not return within the drain timeout")
-	}
+	stop()
 }

@@ -17,12 +17,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return fmt.Errorf("configuration: %w", err)
 	}
 	deps.Deps = deps.Deps.WithDefaults(cfg.Config)
-	if deps.Store == nil {
-		s, err := pipeline.NewObjectStore(cfg.Config, deps.Telemetry)
-		if err != nil {
-			return err
-		}
-		deps.Store = s
+	var err error
+	if deps.Store, err = pipeline.StoreOr(deps.Store, cfg.Config, deps.Telemetry); err != nil {
+		return err
 	}
 	rt, err := pipeline.Start(ctx, pipeline.Options{
 		Name: "ingest", Config: cfg.Config, ServesData: true, Buckets: []string{cfg.Bucket}, Store: deps.Store, Deps: deps.Deps,

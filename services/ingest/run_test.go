@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"image"
 	"image/jpeg"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -31,15 +29,6 @@ func tinyJPEG(t *testing.T) []byte {
 	return b.Bytes()
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // TestRunWithDeps runs the whole service — its Run, from a Config and Deps — with object
 // storage, producers and the clock injected: nothing but an in-process Kafka protocol server
 // (for the consumer group) is running. HTTP and raw frames are stored and referenced with the
@@ -53,7 +42,7 @@ func TestRunWithDeps(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Kafka.Brokers, cfg.Kafka.TopicPrefix = brokers, "t"
 	cfg.Store.Endpoint, cfg.Store.AccessKey, cfg.Store.SecretKey = "unused.invalid:9000", "unused", "unused-secret"
-	cfg.Server.Addr, cfg.Server.TokensFile = freeAddr(t), tokens
+	cfg.Server.Addr, cfg.Server.TokensFile = testenv.FreeAddr(t), tokens
 	cfg.Events, cfg.DrainTimeout = false, 5*time.Second
 	at := time.Date(2026, 12, 1, 9, 30, 0, 0, time.UTC)
 	deps := Deps{Deps: pipeline.Deps{
@@ -62,19 +51,9 @@ func TestRunWithDeps(t *testing.T) {
 		Now:       func() time.Time { return at },
 	}, Store: store}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- Run(ctx, cfg, deps) }()
+	stop := testenv.RunService(t, cfg.Server.Addr, cfg.DrainTimeout+5*time.Second, func(ctx context.Context) error { return Run(ctx, cfg, deps) })
+	ctx := context.Background()
 	base := "http://" + cfg.Server.Addr
-	waitFor(t, "ready", func() bool {
-		resp, err := http.Get(base + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 
 	img := tinyJPEG(t)
 	req, _ := http.NewRequest("POST", base+"/v1/frames", bytes.NewReader(img))
@@ -114,15 +93,7 @@ func TestRunWithDeps(t *testing.T) {
 		t.Errorf("dead letter reason %q", r)
 	}
 
-	cancel()
-	select {
-	case err := <-ran:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(cfg.DrainTimeout + 5*time.Second):
-		t.Fatal("Run did not return within the drain timeout")
-	}
+	stop()
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -2,9 +2,7 @@ package sink
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -32,9 +30,7 @@ func TestRunWithDeps(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Kafka.Brokers, cfg.Kafka.TopicPrefix = brokers, "t"
 	cfg.Store.Endpoint, cfg.Store.AccessKey, cfg.Store.SecretKey = "unused.invalid:9000", "unused", "unused-secret"
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg.Server.Addr = l.Addr().String()
-	l.Close()
+	cfg.Server.Addr = testenv.FreeAddr(t)
 	cfg.Server.Auth = service.AuthNone
 	cfg.BatchRows, cfg.FlushInterval, cfg.DrainTimeout = 100, 200*time.Millisecond, 5*time.Second
 	deps := Deps{Deps: pipeline.Deps{
@@ -42,10 +38,8 @@ func TestRunWithDeps(t *testing.T) {
 		Producer:  func(topic string) (pipeline.Producer, error) { return topics.Open(topic), nil },
 		Now:       func() time.Time { return time.Unix(0, now.Load()) },
 	}, Store: store}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ran := make(chan error, 1)
-	go func() { ran <- Run(ctx, cfg, deps) }()
+	stop := testenv.RunService(t, cfg.Server.Addr, cfg.DrainTimeout+5*time.Second, func(ctx context.Context) error { return Run(ctx, cfg, deps) })
+	ctx := context.Background()
 
 	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "t.detections", BatchTimeout: time.Millisecond}
 	defer w.Close()
@@ -67,15 +61,7 @@ func TestRunWithDeps(t *testing.T) {
 			t.Fatalf("rows written: %d, want 8", len(rows(t, store)))
 		}
 	}
-	cancel()
-	select {
-	case err := <-ran:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(cfg.DrainTimeout + 5*time.Second):
-		t.Fatal("Run did not return within the drain timeout")
-	}
+	stop()
 	exactlyOnce(t, store, 8)
 	if n := len(topics.Messages("t.dlq")); n != 0 {
 		t.Errorf("%d dead letters", n)
