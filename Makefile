@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build images images-all up down status env test unit integration lint vuln demo run clean distclean fuzz fuzz-asan bench cover
+.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz fuzz-asan bench cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -64,12 +64,20 @@ status: ## show the local stack and its export lines
 env: ## print export lines for the local stack (eval "$$(make -s env)")
 	@$(STACK) env
 
-lint: ## go vet (default and integration builds) + gofmt + staticcheck; run by make test
+lint: ## go vet (default and integration builds) + gofmt + staticcheck + the alert rules' tests; run by make test
 	@$(STACK) install >/dev/null
 	$(GO) vet $(MODULES)
 	$(GO) vet -tags integration $(MODULES)
-	@out=$$(gofmt -l pkg services tools); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l pkg services tools deploy); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(MODULES)
+	@$(MAKE) --no-print-directory rules
+
+rules: ## promtool: check the alert rules and run their tests (deploy/prometheus), firing and not firing
+	promtool check rules deploy/prometheus/streamdet.rules.yml
+	cd deploy/prometheus && promtool test rules streamdet.rules.test.yml
+
+dashboards: ## regenerate the Grafana dashboards (deploy/grafana) and the Helm chart's copies of them and of the rules
+	$(GO) run ./deploy/grafana/gen
 
 vuln: ## govulncheck every module against the pinned vulnerability database snapshot (VULNDB)
 	@db=$(CURDIR)/.cache/vulndb/$(VULNDB); if [[ ! -f $$db/index/db.json ]]; then \
@@ -143,9 +151,10 @@ bench: ## engine benchmarks (see docs/benchmarks.md)
 	$(GO) test -tags pjpeg -run '^$$' -bench 'Decode1080' -count 6 ./services/detect/imaging/ | tee -a .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
 
-fuzz: ## fuzz decode + preprocess, the identifier grammar, and the two-thread JPEG decoder under AddressSanitizer (FUZZTIME each, default 5m)
+fuzz: ## fuzz decode + preprocess, the identifier grammar, Jaeger answers (detctl trace), and the two-thread JPEG decoder under AddressSanitizer (FUZZTIME each, default 5m)
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime $${FUZZTIME:-5m} ./services/detect/engine/
 	$(GO) test -run '^$$' -fuzz FuzzCheckID -fuzztime $${FUZZTIME:-5m} ./pkg/contract/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeWaterfall -fuzztime $${FUZZTIME:-5m} ./tools/jaeger/
 	@$(MAKE) --no-print-directory fuzz-asan
 
 # The two-thread decoder is C that parses untrusted bytes: its differential fuzz target (against

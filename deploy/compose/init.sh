@@ -14,6 +14,7 @@ keep redis-password "$(rand)"
 [[ -s secrets/redis.conf ]] || printf 'requirepass %s\nappendonly yes\ndir /data\n' "$(cat secrets/redis-password)" >secrets/redis.conf
 keep ingest-tokens "cameras $(rand)"$'\n'
 keep sink-tokens "operators $(rand)"$'\n'
+keep grafana-admin-password "$(rand)"
 # The containers run as uid 65532 and read their secrets (bind-mounted files) as that user; the
 # directory stays the owner's alone, so no other user on this host can reach them.
 chmod 0644 secrets/*

@@ -23,6 +23,12 @@ export STREAMDET_INGEST_EVENT_BUCKETS=${STREAMDET_INGEST_EVENT_BUCKETS:-uploads}
 #   curl -H "Authorization: Bearer $(awk '{print $2}' "$STREAMDET_INGEST_TOKENS_FILE")" ...
 mkdir -p bin
 for s in ingest detect sink; do go build -o "bin/$s" "./services/$s/cmd/$s"; done
+# Prometheus (make up) scrapes what is listed in its file_sd directory: one target per service.
+if [[ -n ${STREAMDET_PROMETHEUS_TARGETS:-} && -d $STREAMDET_PROMETHEUS_TARGETS ]]; then
+  targets=$STREAMDET_PROMETHEUS_TARGETS/run.json
+  printf '[{"targets":["%s"],"labels":{"service":"ingest"}},{"targets":["%s"],"labels":{"service":"detect"}},{"targets":["%s"],"labels":{"service":"sink"}}]\n' \
+    "$STREAMDET_INGEST_ADDR" "$STREAMDET_DETECT_ADDR" "$STREAMDET_SINK_ADDR" >"$targets.tmp" && mv "$targets.tmp" "$targets"
+fi
 pids=()
 for s in ingest detect sink; do
   # $! is the service itself (its output goes through sed in a process substitution), so that
@@ -30,7 +36,11 @@ for s in ingest detect sink; do
   "bin/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
   pids+=($!)
 done
-stop() { kill -TERM "${pids[@]}" 2>/dev/null || true; wait; }
+stop() {
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait
+  [[ -n ${targets:-} ]] && rm -f "$targets"
+}
 trap stop INT TERM
-echo "run: ingest http://$STREAMDET_INGEST_ADDR (POST /v1/frames), detect http://$STREAMDET_DETECT_ADDR, sink http://$STREAMDET_SINK_ADDR; /readyz, /metrics on each. Ctrl-C stops." >&2
+echo "run: ingest http://$STREAMDET_INGEST_ADDR (POST /v1/frames), detect http://$STREAMDET_DETECT_ADDR, sink http://$STREAMDET_SINK_ADDR; /readyz, /metrics on each; traces in Jaeger (${STREAMDET_JAEGER_URL:-off}), metrics in Prometheus (${STREAMDET_PROMETHEUS_URL:-off}). Ctrl-C stops." >&2
 wait

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Local stack of real servers for development and tests: Apache Kafka (KRaft), MinIO, Redis,
-# plus the ONNX Runtime shared library and libjpeg-turbo that the detect service links against.
+# Jaeger v2 (traces, OTLP in, query API out) and Prometheus (scrapes the services, evaluates
+# deploy/prometheus/streamdet.rules.yml), plus the ONNX Runtime shared library and libjpeg-turbo
+# that the detect service links against.
 #
 #   stack.sh install   fetch/build every component into .cache/ (idempotent, cached)
 #   stack.sh up        install, then start whatever is not running and wait until it answers
@@ -24,6 +26,18 @@ KAFKA_CONTROLLER_PORT=${STREAMDET_KAFKA_CONTROLLER_PORT:-9093}
 MINIO_PORT=${STREAMDET_MINIO_PORT:-9000}
 MINIO_CONSOLE_PORT=${STREAMDET_MINIO_CONSOLE_PORT:-9001}
 REDIS_PORT=${STREAMDET_REDIS_PORT:-6379}
+JAEGER_OTLP_HTTP_PORT=${STREAMDET_JAEGER_OTLP_PORT:-4318}
+JAEGER_OTLP_GRPC_PORT=${STREAMDET_JAEGER_OTLP_GRPC_PORT:-4317}
+JAEGER_QUERY_PORT=${STREAMDET_JAEGER_PORT:-16686}
+JAEGER_QUERY_GRPC_PORT=${STREAMDET_JAEGER_GRPC_PORT:-16685}
+JAEGER_HEALTH_PORT=${STREAMDET_JAEGER_HEALTH_PORT:-13133}
+PROM_PORT=${STREAMDET_PROMETHEUS_PORT:-9090}
+# Scrape and rule evaluation interval: short, so that tests see series within seconds.
+PROM_INTERVAL=${STREAMDET_PROMETHEUS_INTERVAL:-2s}
+PROM_TARGETS=$STATE/prometheus/targets
+
+# Builds use the Go the Makefile names (the go.mod's own has standard-library vulnerabilities).
+export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
 
 MINIO_MODULE=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
@@ -32,7 +46,7 @@ ORT_LIB=$CACHE/onnxruntime/$ORT_NPM_VERSION/libonnxruntime.so.1
 # The arm64 library from the same package, for the arm64 images (deploy/images/build.sh).
 ORT_LIB_ARM64=$CACHE/onnxruntime/$ORT_NPM_VERSION/linux-arm64/libonnxruntime.so.1
 KAFKA_LIBS=$CACHE/kafka/libs
-APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium)
+APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium prometheus)
 
 # name:partitions for every topic the project uses; the stack creates them explicitly because
 # the broker runs with auto.create.topics.enable=false.
@@ -52,6 +66,7 @@ install_apt() {
   command -v kcat >/dev/null || missing+=(kcat)
   command -v ffmpeg >/dev/null || missing+=(ffmpeg)
   command -v chromium >/dev/null || missing+=(chromium) # the live view's browser test
+  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
   ((${#missing[@]} == 0)) && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=()
@@ -64,6 +79,10 @@ install_apt() {
   # Debian's package may start a system redis on 6379; ours must own that port.
   if pgrep -x redis-server >/dev/null 2>&1 && ! [[ -f $STATE/redis.pid ]]; then
     "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+  fi
+  # Likewise a system prometheus on 9090 (where the package's service could start).
+  if pgrep -x prometheus >/dev/null 2>&1 && ! [[ -f $STATE/prometheus.pid ]]; then
+    "${sudo[@]}" service prometheus stop >/dev/null 2>&1 || true
   fi
 }
 
@@ -89,6 +108,22 @@ install_minio() {
   GOBIN=$BIN GOFLAGS=-buildvcs=false go install "$MINIO_MODULE@$MINIO_VERSION" >"$LOGS/minio-build.log" 2>&1 ||
     fail minio "$LOGS/minio-build.log" "go install $MINIO_MODULE@$MINIO_VERSION"
   echo "$MINIO_VERSION" >"$stamp"
+}
+
+# Jaeger v2 is built from the Go module proxy: deploy/local/jaeger is a module whose go.mod pins
+# it as a tool (go get -tool github.com/jaegertracing/jaeger/cmd/jaeger@v1.76.0), built with
+# GOWORK=off so its dependencies never mix with the services'. A binary built from the module
+# serves the query API; its UI is a placeholder page (the UI's assets are not in the module).
+install_jaeger() {
+  local stamp=$CACHE/bin/jaeger.sha256 want
+  want=$(cat "$ROOT/deploy/local/jaeger/go.mod" "$ROOT/deploy/local/jaeger/go.sum" | sha256sum | cut -d' ' -f1)
+  if [[ -x $BIN/jaeger && -f $stamp && $(cat "$stamp") == "$want" ]]; then return 0; fi
+  log "jaeger: building the v2 binary from the Go module proxy (a few minutes, once)"
+  mkdir -p "$BIN" "$LOGS"
+  (cd "$ROOT/deploy/local/jaeger" && GOWORK=off GOFLAGS=-buildvcs=false go build -trimpath -o "$BIN/jaeger.tmp" github.com/jaegertracing/jaeger/cmd/jaeger) \
+    >"$LOGS/jaeger-build.log" 2>&1 || fail jaeger "$LOGS/jaeger-build.log" "go build github.com/jaegertracing/jaeger/cmd/jaeger"
+  mv "$BIN/jaeger.tmp" "$BIN/jaeger"
+  echo "$want" >"$stamp"
 }
 
 install_onnxruntime() {
@@ -132,6 +167,7 @@ install_all() {
   install_apt
   install_kafka
   install_minio
+  install_jaeger
   install_onnxruntime
 }
 
@@ -212,10 +248,44 @@ ensure_topics() {
     fail kafka "$LOGS/topics.log" "creating topics"
 }
 
+jaeger_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$JAEGER_HEALTH_PORT/status"; }
+
+start_jaeger() {
+  local pidf=$STATE/jaeger.pid logf=$LOGS/jaeger.log
+  if alive "$pidf"; then return 0; fi
+  log "jaeger: starting (OTLP on 127.0.0.1:$JAEGER_OTLP_HTTP_PORT/$JAEGER_OTLP_GRPC_PORT, query on 127.0.0.1:$JAEGER_QUERY_PORT)"
+  JAEGER_OTLP_HTTP_PORT=$JAEGER_OTLP_HTTP_PORT JAEGER_OTLP_GRPC_PORT=$JAEGER_OTLP_GRPC_PORT \
+    JAEGER_QUERY_PORT=$JAEGER_QUERY_PORT JAEGER_QUERY_GRPC_PORT=$JAEGER_QUERY_GRPC_PORT \
+    JAEGER_HEALTH_PORT=$JAEGER_HEALTH_PORT JAEGER_MAX_TRACES=${STREAMDET_JAEGER_MAX_TRACES:-100000} \
+    setsid nohup "$BIN/jaeger" --config "$ROOT/deploy/local/jaeger/config.yaml" >"$logf" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_for jaeger "$logf" "$pidf" 60 jaeger_ready
+}
+
+prometheus_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$PROM_PORT/-/ready"; }
+
+start_prometheus() {
+  local pidf=$STATE/prometheus.pid logf=$LOGS/prometheus.log
+  if alive "$pidf"; then return 0; fi
+  log "prometheus: starting on 127.0.0.1:$PROM_PORT (targets from $PROM_TARGETS)"
+  mkdir -p "$PROM_TARGETS" "$STATE/prometheus-data"
+  sed -e "s#@ROOT@#$ROOT#" -e "s#@TARGETS@#$PROM_TARGETS#" -e "s#@PORT@#$PROM_PORT#" -e "s#@INTERVAL@#$PROM_INTERVAL#g" \
+    "$ROOT/deploy/local/prometheus.yml.in" >"$STATE/prometheus.yml"
+  # exemplar-storage keeps the trace ids the services attach to histogram samples (OpenMetrics),
+  # so that a latency spike on a dashboard links to its trace.
+  setsid nohup prometheus --config.file="$STATE/prometheus.yml" --web.listen-address="127.0.0.1:$PROM_PORT" \
+    --storage.tsdb.path="$STATE/prometheus-data" --storage.tsdb.retention.time=2d \
+    --enable-feature=exemplar-storage >"$logf" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_for prometheus "$logf" "$pidf" 60 prometheus_ready
+}
+
 stop_one() { stop_pidfile "$1" "$STATE/$1.pid"; }
 
 print_env() {
   credentials
+  # The trace link goes to the query API (JSON): the Jaeger built here has no UI (its assets are
+  # not in the Go module); with the official image's UI, use http://HOST:16686/trace/{trace_id}.
   cat <<EOF
 export STREAMDET_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
 export STREAMDET_MINIO_ENDPOINT=127.0.0.1:$MINIO_PORT
@@ -226,12 +296,17 @@ export STREAMDET_REDIS_PASSWORD=$REDIS_PASSWORD
 export ONNXRUNTIME_LIB=$ORT_LIB
 export STREAMDET_INGEST_TOKENS_FILE=$STATE/tokens
 export STREAMDET_SINK_TOKENS_FILE=$STATE/tokens
+export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$JAEGER_OTLP_HTTP_PORT
+export STREAMDET_JAEGER_URL=http://127.0.0.1:$JAEGER_QUERY_PORT
+export STREAMDET_TRACE_URL=http://127.0.0.1:$JAEGER_QUERY_PORT/api/traces/{trace_id}
+export STREAMDET_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
+export STREAMDET_PROMETHEUS_TARGETS=$PROM_TARGETS
 EOF
 }
 
 status() {
   local rc=0 c
-  for c in kafka minio redis; do
+  for c in kafka minio redis jaeger prometheus; do
     if alive "$STATE/$c.pid"; then
       printf '%-12s running (pid %s)\n' "$c" "$(cat "$STATE/$c.pid")"
     else
@@ -259,17 +334,19 @@ up)
   start_kafka
   ensure_topics
   start_minio
+  start_jaeger
+  start_prometheus
   log "up in $((SECONDS - t0))s; run 'eval \"\$($0 env)\"' to use it"
   ;;
 down)
-  for c in kafka minio redis; do stop_one "$c"; done
+  for c in prometheus jaeger kafka minio redis; do stop_one "$c"; done
   ;;
 status) status ;;
 env) print_env ;;
 ortlib) if [[ ${2:-amd64} == arm64 ]]; then echo "$ORT_LIB_ARM64"; else echo "$ORT_LIB"; fi ;;
 running)
   # exit 0 when all three servers are running (used by make test to decide whether to stop them)
-  for c in kafka minio redis; do alive "$STATE/$c.pid" || exit 1; done
+  for c in kafka minio redis jaeger prometheus; do alive "$STATE/$c.pid" || exit 1; done
   ;;
 *)
   echo "usage: $0 install|up|down|status|env|running" >&2

@@ -9,6 +9,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"sigs.k8s.io/yaml"
 )
 
 var composeDir = filepath.Join(repo, "deploy/compose")
@@ -112,7 +113,7 @@ func TestCompose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"kafka", "minio", "redis", "jaeger", "prometheus"} {
+	for _, want := range []string{"kafka", "minio", "redis", "jaeger", "prometheus", "grafana"} {
 		if _, ok := p.Services[want]; !ok {
 			t.Errorf("no %s service", want)
 		}
@@ -150,4 +151,124 @@ func TestComposeRefusesBrokenFiles(t *testing.T) {
 			t.Errorf("%s: got %q, want it to say %q", tc.name, got, tc.want)
 		}
 	}
+}
+
+// mountOf returns the host path (relative to the compose file) mounted at target in service s.
+func mountOf(s types.ServiceConfig, target string) string {
+	for _, v := range s.Volumes {
+		if v.Target == target {
+			return v.Source
+		}
+	}
+	return ""
+}
+
+// TestComposeObservability: Prometheus evaluates the rules file it mounts and labels every
+// target with its service; Grafana is provisioned with the generated dashboards, a Prometheus
+// whose exemplars link to the Jaeger data source, and an admin password from a secret.
+func TestComposeObservability(t *testing.T) {
+	p, err := loadCompose(t, filepath.Join(composeDir, "compose.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rel := func(src string) string { // compose-go made bind sources absolute against the temp copy
+		r, err := filepath.Rel(p.WorkingDir, src)
+		if err != nil {
+			return src
+		}
+		return filepath.Join(composeDir, r)
+	}
+
+	var prom struct {
+		RuleFiles     []string `json:"rule_files"`
+		ScrapeConfigs []struct {
+			StaticConfigs []struct {
+				Targets []string          `json:"targets"`
+				Labels  map[string]string `json:"labels"`
+			} `json:"static_configs"`
+		} `json:"scrape_configs"`
+	}
+	readYAML(t, filepath.Join(composeDir, "prometheus.yml"), &prom)
+	if len(prom.RuleFiles) != 1 {
+		t.Fatalf("rule_files: %v", prom.RuleFiles)
+	}
+	if src := mountOf(p.Services["prometheus"], prom.RuleFiles[0]); src == "" || !sameFile(rel(src), filepath.Join(repo, "deploy/prometheus/streamdet.rules.yml")) {
+		t.Errorf("prometheus mounts %q at %s, want deploy/prometheus/streamdet.rules.yml", src, prom.RuleFiles[0])
+	}
+	services := map[string]bool{}
+	for _, sc := range prom.ScrapeConfigs {
+		for _, st := range sc.StaticConfigs {
+			if st.Labels["service"] == "" {
+				t.Errorf("targets %v have no service label (the alert rules select on it)", st.Targets)
+			}
+			services[st.Labels["service"]] = true
+		}
+	}
+	if !services["ingest"] || !services["detect"] || !services["sink"] {
+		t.Errorf("scraped services: %v", services)
+	}
+
+	g := p.Services["grafana"]
+	if g.Environment["GF_SECURITY_ADMIN_PASSWORD__FILE"] == nil || len(g.Secrets) != 1 {
+		t.Error("grafana: the admin password must come from a secret file")
+	}
+	var ds struct {
+		Datasources []struct {
+			UID      string `json:"uid"`
+			Type     string `json:"type"`
+			URL      string `json:"url"`
+			JSONData struct {
+				Exemplars []struct {
+					Name          string `json:"name"`
+					DatasourceUID string `json:"datasourceUid"`
+				} `json:"exemplarTraceIdDestinations"`
+			} `json:"jsonData"`
+		} `json:"datasources"`
+	}
+	prov := rel(mountOf(g, "/etc/grafana/provisioning"))
+	readYAML(t, filepath.Join(prov, "datasources", "streamdet.yaml"), &ds)
+	uids := map[string]string{}
+	for _, d := range ds.Datasources {
+		uids[d.Type] = d.UID
+	}
+	for _, d := range ds.Datasources {
+		if d.Type == "prometheus" && (len(d.JSONData.Exemplars) != 1 || d.JSONData.Exemplars[0].Name != "trace_id" || d.JSONData.Exemplars[0].DatasourceUID != uids["jaeger"] || uids["jaeger"] == "") {
+			t.Errorf("prometheus data source: exemplars must link trace_id to the jaeger data source: %+v", d.JSONData)
+		}
+	}
+	var dp struct {
+		Providers []struct {
+			Options struct {
+				Path string `json:"path"`
+			} `json:"options"`
+		} `json:"providers"`
+	}
+	readYAML(t, filepath.Join(prov, "dashboards", "streamdet.yaml"), &dp)
+	if len(dp.Providers) != 1 {
+		t.Fatalf("dashboard providers: %+v", dp)
+	}
+	dir := mountOf(g, dp.Providers[0].Options.Path)
+	if dir == "" || !sameFile(rel(dir), filepath.Join(repo, "deploy/grafana")) {
+		t.Errorf("grafana mounts %q at the provider's path %s, want deploy/grafana", dir, dp.Providers[0].Options.Path)
+	}
+	if js, _ := filepath.Glob(filepath.Join(repo, "deploy/grafana/*.json")); len(js) < 2 {
+		t.Errorf("deploy/grafana has %d dashboards", len(js))
+	}
+}
+
+func readYAML(t *testing.T, path string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err == nil {
+		err = yaml.Unmarshal(b, v)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+}
+
+func sameFile(a, b string) bool {
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }

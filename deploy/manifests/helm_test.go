@@ -119,6 +119,10 @@ func decode(rendered string) ([]object, error) {
 			v = &kedav1alpha1.TriggerAuthentication{}
 		case "monitoring.coreos.com/v1/ServiceMonitor":
 			v = &monitoringv1.ServiceMonitor{}
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			v = &monitoringv1.PrometheusRule{}
+		case "v1/ConfigMap":
+			v = &corev1.ConfigMap{}
 		default:
 			return nil, fmt.Errorf("%s %s: a kind the tests do not know (add its API type)", meta.APIVersion, meta.Kind)
 		}
@@ -251,9 +255,11 @@ func TestChart(t *testing.T) {
 				t.Errorf("%s: want the CPU HPA instead of KEDA: %v", name, kinds)
 			}
 		case "production-values.yaml":
-			if kinds["ScaledObject"] != 1 || kinds["TriggerAuthentication"] != 1 || kinds["ServiceMonitor"] != 1 || kinds["Secret"] != 1 {
-				t.Errorf("%s: want KEDA with Kafka authentication, a ServiceMonitor and no credentials Secret: %v", name, kinds)
+			if kinds["ScaledObject"] != 1 || kinds["TriggerAuthentication"] != 1 || kinds["ServiceMonitor"] != 1 || kinds["Secret"] != 1 ||
+				kinds["PrometheusRule"] != 1 || kinds["ConfigMap"] != 2 {
+				t.Errorf("%s: want KEDA with Kafka authentication, a ServiceMonitor, the rules, two dashboards and no credentials Secret: %v", name, kinds)
 			}
+			checkObservability(t, name, objs)
 			for _, o := range objs {
 				if so, ok := o.v.(*kedav1alpha1.ScaledObject); ok && *so.Spec.MaxReplicaCount != 24 {
 					t.Errorf("%s: maxReplicaCount %d, want the 24 partitions", name, *so.Spec.MaxReplicaCount)
@@ -293,5 +299,55 @@ func TestChartRefusesBrokenValues(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want an error saying %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// checkObservability: the ServiceMonitor labels every target with its service, the PrometheusRule
+// holds exactly the rules of deploy/prometheus, and the dashboards' ConfigMaps hold exactly the
+// JSON of deploy/grafana, labelled for Grafana's sidecar.
+func checkObservability(t *testing.T, where string, objs []object) {
+	t.Helper()
+	var rules struct {
+		Groups []monitoringv1.RuleGroup `json:"groups"`
+	}
+	b, err := os.ReadFile(filepath.Join(repo, "deploy/prometheus/streamdet.rules.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, &rules); err != nil {
+		t.Fatalf("deploy/prometheus/streamdet.rules.yml: %v", err)
+	}
+	dashboards := 0
+	for _, o := range objs {
+		switch v := o.v.(type) {
+		case *monitoringv1.ServiceMonitor:
+			ok := false
+			for _, r := range v.Spec.Endpoints[0].RelabelConfigs {
+				ok = ok || r.TargetLabel == "service"
+			}
+			if !ok {
+				t.Errorf("%s: ServiceMonitor sets no service label", where)
+			}
+		case *monitoringv1.PrometheusRule:
+			got, _ := yaml.Marshal(v.Spec.Groups)
+			want, _ := yaml.Marshal(rules.Groups)
+			if !bytes.Equal(got, want) || len(v.Spec.Groups) < 2 {
+				t.Errorf("%s: PrometheusRule differs from deploy/prometheus/streamdet.rules.yml (run make dashboards)", where)
+			}
+		case *corev1.ConfigMap:
+			if v.Labels["grafana_dashboard"] != "1" {
+				continue
+			}
+			for file, js := range v.Data {
+				dashboards++
+				want, err := os.ReadFile(filepath.Join(repo, "deploy/grafana", file))
+				if err != nil || strings.TrimSpace(string(want)) != strings.TrimSpace(js) {
+					t.Errorf("%s: ConfigMap %s: %s differs from deploy/grafana/%s", where, o.name, file, file)
+				}
+			}
+		}
+	}
+	if dashboards != 2 {
+		t.Errorf("%s: %d dashboards in ConfigMaps, want 2", where, dashboards)
 	}
 }

@@ -76,6 +76,9 @@ type DeadLetter struct {
 	// Payload is set when the refused message was too large to dead-letter whole: its value is
 	// in object storage there and the dead-letter message's value is empty.
 	Payload *ObjectRef `json:"payload,omitempty"`
+	// TraceID is the trace of the attempt that refused the message (32 hex digits; empty when
+	// untraced): the trace that explains the refusal.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // ObjectRef locates bytes kept in object storage.

@@ -186,7 +186,7 @@ func TestStageHandle(t *testing.T) {
 			return Rejectf(contract.ReasonCorruptImage, "bad")
 		}
 		return nil
-	}, Tracing(s), Timing(s.Latency, s.attrs()), DeadLetters(f), Retry(s), Recover(s.Tel.Logger))
+	}, Tracing(s), Timing(s.Latency, s.Attrs()), DeadLetters(f), Retry(s), Recover(s.Tel.Logger))
 	for _, v := range []string{"ok", "panic", "bad"} {
 		m := msg
 		m.Value = []byte(v)

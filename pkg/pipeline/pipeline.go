@@ -72,20 +72,21 @@ func New(name string, tel *telemetry.Telemetry, health interface{ Set(string, er
 	return s, errors.Join(errs...)
 }
 
-func (s *Stage) attrs(kv ...attribute.KeyValue) metric.MeasurementOption {
+// Attrs are the measurement attributes of the stage's metrics: stage=<name> and kv.
+func (s *Stage) Attrs(kv ...attribute.KeyValue) metric.MeasurementOption {
 	return metric.WithAttributes(append([]attribute.KeyValue{attribute.String("stage", s.Name)}, kv...)...)
 }
 
 // Step records the duration of a named step.
 func (s *Stage) Step(ctx context.Context, step string, d time.Duration) {
-	s.StageTime.Record(ctx, d.Seconds(), s.attrs(attribute.String("step", step)))
+	s.StageTime.Record(ctx, d.Seconds(), s.Attrs(attribute.String("step", step)))
 }
 
 // Consume starts the consumer span of message m, continuing the trace in its headers.
 func (s *Stage) Consume(ctx context.Context, m kafka.Message) (context.Context, trace.Span) {
 	hs := m.Headers
 	ctx = s.Tel.Propagator.Extract(ctx, kafkax.Headers{H: &hs})
-	s.In.Add(ctx, 1, s.attrs(attribute.String("topic", m.Topic)))
+	s.In.Add(ctx, 1, s.Attrs(attribute.String("topic", m.Topic)))
 	return s.Tel.Tracer.Start(ctx, "process "+m.Topic, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("messaging.system", "kafka"),
@@ -139,7 +140,7 @@ func (s *Stage) Publish(ctx context.Context, w Producer, ev Event) error {
 		return fmt.Errorf("publish to %s: %w", w.Topic(), err)
 	}
 	s.Step(ctx, "produce", time.Since(t0))
-	s.Out.Add(ctx, 1, s.attrs(attribute.String("topic", w.Topic())))
+	s.Out.Add(ctx, 1, s.Attrs(attribute.String("topic", w.Topic())))
 	return nil
 }
 
@@ -147,7 +148,7 @@ func (s *Stage) Publish(ctx context.Context, w Producer, ev Event) error {
 func (s *Stage) transient(component string) func(error, time.Duration) {
 	return func(err error, wait time.Duration) {
 		s.Health.Set(component, err)
-		s.Errors.Add(context.Background(), 1, s.attrs(attribute.String("reason", "transient_"+component)))
+		s.Errors.Add(context.Background(), 1, s.Attrs(attribute.String("reason", "transient_"+component)))
 		s.Tel.Logger.Warn("transient failure, retrying", "component", component, "in", wait.String(), "err", err)
 	}
 }
@@ -217,9 +218,12 @@ func (s *Stage) DeadLetter(ctx context.Context, m kafka.Message, r *Reject) erro
 		Source: contract.SourceRecord{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset}, At: time.Now().UTC(),
 	}
 	span := trace.SpanFromContext(ctx)
+	if sc := span.SpanContext(); sc.HasTraceID() {
+		dl.TraceID = sc.TraceID().String()
+	}
 	span.SetStatus(codes.Error, string(r.Reason))
 	span.SetAttributes(attribute.String("streamdet.deadletter.reason", string(r.Reason)))
-	s.Errors.Add(ctx, 1, s.attrs(attribute.String("reason", string(r.Reason))))
+	s.Errors.Add(ctx, 1, s.Attrs(attribute.String("reason", string(r.Reason))))
 	s.Tel.Logger.WarnContext(ctx, "dead-lettered", "reason", r.Reason, "err", msg,
 		"topic", m.Topic, "partition", m.Partition, "offset", m.Offset)
 	// Whole, unless it cannot fit; if the broker still finds it too large, by reference. Any
@@ -296,5 +300,5 @@ func (s *Stage) keepPayload(ctx context.Context, m kafka.Message) (*contract.Obj
 // (DeadLetters), retry of transient ones until the context ends (Retry), and recovery from
 // panics (Recover). Errors left — the context ended — leave the message uncommitted.
 func (s *Stage) Handle(h Handler) Handler {
-	return Chain(h, Tracing(s), Timing(s.Latency, s.attrs()), DeadLetters(s), Retry(s), Recover(s.Tel.Logger))
+	return Chain(h, Tracing(s), Timing(s.Latency, s.Attrs()), DeadLetters(s), Retry(s), Recover(s.Tel.Logger))
 }

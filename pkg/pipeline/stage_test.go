@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/segmentio/kafka-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamdet/streamdet/pkg/contract"
 	"github.com/streamdet/streamdet/pkg/kafkax"
@@ -44,8 +45,11 @@ func TestPublishAndDeadLetter(t *testing.T) {
 
 	small := kafka.Message{Topic: "t.raw", Partition: 1, Offset: 5, Key: []byte("cam-1"), Value: []byte("not an image"), Headers: []kafka.Header{{Key: "ce_id", Value: []byte("x")}}}
 	big := kafka.Message{Topic: "t.raw", Partition: 1, Offset: 6, Key: []byte("cam-1"), Value: bytes.Repeat([]byte("B"), 63<<10)}
+	// The refusing attempt's trace goes into the dead letter, so that an operator finds it.
+	tid := trace.TraceID{0x4b, 0xf9, 0x2f, 0x35, 0x77, 0xb3, 0x4d, 0xa6, 0xa3, 0xce, 0x92, 0x9d, 0x0e, 0x0e, 0x47, 0x36}
+	traced := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled}))
 	for _, m := range []kafka.Message{small, big} {
-		if err := s.DeadLetter(ctx, m, Rejectf(contract.ReasonUnsupportedFormat, "no")); err != nil {
+		if err := s.DeadLetter(traced, m, Rejectf(contract.ReasonUnsupportedFormat, "no")); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -56,7 +60,7 @@ func TestPublishAndDeadLetter(t *testing.T) {
 	for _, m := range dls {
 		var dl contract.DeadLetter
 		json.Unmarshal([]byte(header(m, contract.HeaderDeadLetter)), &dl)
-		if dl.Reason != contract.ReasonUnsupportedFormat || dl.Source.Topic != "t.raw" || dl.Stage != "ingest" {
+		if dl.Reason != contract.ReasonUnsupportedFormat || dl.Source.Topic != "t.raw" || dl.Stage != "ingest" || dl.TraceID != tid.String() {
 			t.Fatalf("dead letter %+v", dl)
 		}
 		switch dl.Source.Offset {

@@ -93,7 +93,11 @@ func Setup(ctx context.Context, service string) (*Telemetry, error) {
 	logger := slog.New(traceHandler{slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: logLevel()})}).With("service", service)
 	return &Telemetry{
 		Tracer: tp.Tracer("github.com/streamdet/streamdet/" + service), Meter: mp.Meter("github.com/streamdet/streamdet/" + service),
-		Logger: logger, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), TracerProvider: tp, Propagator: propagator(),
+		Logger: logger, Metrics: promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+			// OpenMetrics when the scraper asks for it: histogram samples then carry exemplars with
+			// the trace id of a recorded measurement (a latency spike links to its trace).
+			EnableOpenMetrics: true,
+		}), TracerProvider: tp, Propagator: propagator(),
 		tp: tp, mp: mp,
 	}, nil
 }

@@ -52,6 +52,25 @@ func Require(t testing.TB) Stack {
 	return s
 }
 
+// Ops is the local stack's observability: Jaeger and Prometheus (make up starts both).
+type Ops struct {
+	JaegerURL         string // query API, e.g. http://127.0.0.1:16686
+	PrometheusURL     string // e.g. http://127.0.0.1:9090
+	PrometheusTargets string // file_sd directory Prometheus scrapes targets from
+	TraceURL          string // link template with {trace_id}
+}
+
+// RequireOps returns the stack's Jaeger and Prometheus or fails the test naming what is unset.
+func RequireOps(t testing.TB) Ops {
+	t.Helper()
+	o := Ops{JaegerURL: os.Getenv("STREAMDET_JAEGER_URL"), PrometheusURL: os.Getenv("STREAMDET_PROMETHEUS_URL"),
+		PrometheusTargets: os.Getenv("STREAMDET_PROMETHEUS_TARGETS"), TraceURL: os.Getenv("STREAMDET_TRACE_URL")}
+	if o.JaegerURL == "" || o.PrometheusURL == "" || o.PrometheusTargets == "" || o.TraceURL == "" {
+		t.Fatalf("local stack's Jaeger/Prometheus not configured (STREAMDET_JAEGER_URL, STREAMDET_PROMETHEUS_URL, STREAMDET_PROMETHEUS_TARGETS, STREAMDET_TRACE_URL); run `make up` and `eval \"$(make -s env)\"`, or use `make test`")
+	}
+	return o
+}
+
 // ONNXRuntimeLib returns the path of libonnxruntime.so from ONNXRUNTIME_LIB, or fails the test.
 func ONNXRuntimeLib(t testing.TB) string {
 	t.Helper()

@@ -41,7 +41,7 @@ func (in *Ingester) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := in.stage.Tel.Propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
 	ctx, span := in.stage.Tel.Tracer.Start(ctx, "POST /v1/frames", trace.WithSpanKind(trace.SpanKindServer))
 	defer span.End()
-	in.stage.In.Add(ctx, 1)
+	in.stage.In.Add(ctx, 1, in.stage.Attrs(attribute.String("topic", "http")))
 
 	f, err := in.readUpload(r)
 	if err == nil {

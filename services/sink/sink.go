@@ -393,7 +393,7 @@ func (s *Sink) write(batch []*row) map[*row]error {
 			s.stage.Tel.Logger.Warn("trimming the journal", "partition", p, "err", err) // retried at the next flush
 		}
 	}
-	s.stage.Out.Add(ctx, int64(written))
+	s.stage.Out.Add(ctx, int64(written), s.stage.Attrs(attribute.String("topic", "objects")))
 	return out
 }
 

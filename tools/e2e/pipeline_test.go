@@ -425,6 +425,21 @@ func checkTrace(t *testing.T, otlp *otlpReceiver, traceID, run string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	checkSpans(t, spans, traceID, run)
+}
+
+// checkSpans checks that a frame's trace has the spans of ingest, detect and sink, each under
+// the right parent: one trace from the raw frame to the row written.
+func checkSpans(t *testing.T, spans []span, traceID, run string) {
+	t.Helper()
+	find := func(service, name string) *span {
+		for i := range spans {
+			if spans[i].Service == service && spans[i].Name == name {
+				return &spans[i]
+			}
+		}
+		return nil
+	}
 	byID := map[string]span{}
 	for _, s := range spans {
 		byID[s.SpanID] = s

@@ -99,8 +99,12 @@ func runDLQLs(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprintln(stdout, string(b))
 			continue
 		}
-		fmt.Fprintf(stdout, "%s  %-7s %-18s %s/%d/%d  key=%q  %d bytes  %s\n", dl.At.Local().Format(time.DateTime), dl.Stage, dl.Reason,
-			dl.Source.Topic, dl.Source.Partition, dl.Source.Offset, m.Key, len(m.Value), dl.Message)
+		trace := dl.TraceID
+		if l := traceLink(dl.TraceID); l != "" {
+			trace = l
+		}
+		fmt.Fprintf(stdout, "%s  %-7s %-18s %s/%d/%d  key=%q  %d bytes  %s  trace=%s\n", dl.At.Local().Format(time.DateTime), dl.Stage, dl.Reason,
+			dl.Source.Topic, dl.Source.Partition, dl.Source.Offset, m.Key, len(m.Value), dl.Message, trace)
 	}
 	return 0
 }

@@ -216,8 +216,12 @@ func runTail(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if len(parts) == 0 {
 			parts = []string{"-"}
 		}
-		fmt.Fprintf(stdout, "%s %-12s %-28s %s/%s %-7s %s\n", det.CaptureTime.Local().Format("15:04:05.000"), det.StreamID, det.FrameID,
-			det.Model.Name, det.Model.Version, det.Route.Arm, strings.Join(parts, ", "))
+		trace := det.TraceID
+		if l := traceLink(det.TraceID); l != "" {
+			trace = l
+		}
+		fmt.Fprintf(stdout, "%s %-12s %-28s %s/%s %-7s %s  trace=%s\n", det.CaptureTime.Local().Format("15:04:05.000"), det.StreamID, det.FrameID,
+			det.Model.Name, det.Model.Version, det.Route.Arm, strings.Join(parts, ", "), trace)
 	}
 	return 0
 }
