@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz fuzz-asan bench cover
+.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz fuzz-asan bench bench-pipeline cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -150,6 +150,9 @@ bench: ## engine benchmarks (see docs/benchmarks.md)
 	  ./services/detect/engine/ | tee .cache/bench.txt
 	$(GO) test -tags pjpeg -run '^$$' -bench 'Decode1080' -count 6 ./services/detect/imaging/ | tee -a .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
+
+bench-pipeline: ## the whole pipeline on the local stack vs bare ONNX Runtime (detctl bench; ARGS=... for its flags; see docs/benchmarks.md)
+	deploy/local/bench.sh $(ARGS)
 
 fuzz: ## fuzz decode + preprocess, the identifier grammar, Jaeger answers (detctl trace), and the two-thread JPEG decoder under AddressSanitizer (FUZZTIME each, default 5m)
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime $${FUZZTIME:-5m} ./services/detect/engine/

@@ -645,3 +645,29 @@ func fit(info Info) (decoder, error) {
 	}
 	return nil, fmt.Errorf("%w: %q (formats: %s)", ErrUnknownFormat, info.Format, formatList())
 }
+
+// InferOnly runs one inference of a session on its (zeroed or last) input tensor, without
+// decode, preprocessing or postprocessing: bare ONNX Runtime with the engine's session options,
+// the baseline detctl bench compares the pipeline with. It returns the inference time.
+func (e *Engine) InferOnly(ctx context.Context) (time.Duration, error) {
+	w, err := e.acquire(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { e.pool <- w }()
+	in, err := w.inputFor(1, e.info)
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	_, _, release, err := e.infer(w, in, 1)
+	d := time.Since(t0)
+	if err != nil {
+		return 0, err
+	}
+	release()
+	return d, nil
+}
+
+// Sessions is the number of sessions the engine runs (Config.Sessions after defaults).
+func (e *Engine) Sessions() int { return e.cfg.Sessions }

@@ -261,3 +261,24 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(code)
 }
+
+// TestInferOnly: the bare-inference probe detctl bench compares the pipeline with runs the
+// engine's own sessions, and refuses once the engine is closed.
+func TestInferOnly(t *testing.T) {
+	e, err := New(sharedModel(t, "yolox_nano.onnx"), Config{Format: FormatYOLOX, Sessions: 1, LibraryPath: testenv.ONNXRuntimeLib(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Sessions() != 1 {
+		t.Fatalf("sessions %d", e.Sessions())
+	}
+	for i := 0; i < 3; i++ {
+		if d, err := e.InferOnly(context.Background()); err != nil || d <= 0 {
+			t.Fatalf("InferOnly: %v, %v", d, err)
+		}
+	}
+	e.Close()
+	if _, err := e.InferOnly(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}

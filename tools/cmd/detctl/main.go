@@ -33,6 +33,7 @@ var commands = map[string]command{
 	"trace":   {"print a frame's trace (ingest → detect → sink) from Jaeger as a waterfall", runTrace},
 	"dlq":     {"dead letters: ls, replay", subcommands("dlq", dlqCommands)},
 	"demo":    {"run the pipeline in-process, send it frames, print what it found", runDemo},
+	"bench":   {"drive the running pipeline with frames: throughput, end-to-end latency, loss, CPU per frame per process", runBench},
 	"route":   {"model routing: set, get, promote, rollback, stats", subcommands("route", routeCommands)},
 	"version": {"print the version", func(context.Context, []string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 }

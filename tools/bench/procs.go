@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat's times: 100 on every Linux architecture
+// Go supports (the kernel's ABI fixes it, whatever HZ the kernel runs at).
+const clockTicks = 100
+
+// Group names a set of processes whose CPU time is reported together.
+type Group string
+
+// The groups detctl bench reports: streamdet's own processes, then its dependencies.
+const (
+	Ingest  Group = "ingest"
+	Detect  Group = "detect"
+	Sink    Group = "sink"
+	Detctl  Group = "detctl" // the embedded all-in-one (detctl dev): all three services in one process
+	Kafka   Group = "kafka"
+	MinIO   Group = "minio"
+	Redis   Group = "redis"
+	Jaeger  Group = "jaeger"
+	Prom    Group = "prometheus"
+	Unknown Group = ""
+)
+
+// Own reports whether g is one of streamdet's processes (as opposed to a dependency).
+func (g Group) Own() bool { return g == Ingest || g == Detect || g == Sink || g == Detctl }
+
+// Classify names the group of a process from its command name and command line.
+func Classify(comm string, cmdline []string) Group {
+	exe := ""
+	if len(cmdline) > 0 {
+		exe = filepath.Base(cmdline[0])
+	}
+	switch {
+	case exe == "ingest" || comm == "ingest":
+		return Ingest
+	case exe == "detect" || comm == "detect":
+		return Detect
+	case exe == "sink" || comm == "sink":
+		return Sink
+	case (exe == "detctl" || comm == "detctl") && len(cmdline) > 1 && cmdline[1] == "dev":
+		return Detctl
+	case exe == "java" && containsArg(cmdline, "kafka.Kafka"):
+		return Kafka
+	case exe == "minio" || comm == "minio":
+		return MinIO
+	case strings.HasPrefix(comm, "redis-server") || exe == "redis-server":
+		return Redis
+	case exe == "jaeger" || comm == "jaeger":
+		return Jaeger
+	case exe == "prometheus" || comm == "prometheus":
+		return Prom
+	}
+	return Unknown
+}
+
+func containsArg(args []string, want string) bool {
+	for _, a := range args {
+		if a == want {
+			return true
+		}
+	}
+	return false
+}
+
+// CPU is CPU seconds (user + system) per group.
+type CPU map[Group]float64
+
+// Sample reads the CPU time of every classified process under procDir (normally /proc).
+// Processes that vanish while it reads are skipped.
+func Sample(procDir string) (CPU, error) {
+	ents, err := os.ReadDir(procDir)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", procDir, err)
+	}
+	out := CPU{}
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		dir := filepath.Join(procDir, e.Name())
+		comm, _ := os.ReadFile(filepath.Join(dir, "comm"))
+		cmd, _ := os.ReadFile(filepath.Join(dir, "cmdline"))
+		g := Classify(strings.TrimSpace(string(comm)), splitCmdline(cmd))
+		if g == Unknown {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join(dir, "stat"))
+		if err != nil {
+			continue
+		}
+		secs, err := ParseStat(stat)
+		if err != nil {
+			return nil, fmt.Errorf("%s/stat: %w", dir, err)
+		}
+		out[g] += secs
+	}
+	return out, nil
+}
+
+func splitCmdline(b []byte) []string {
+	b = bytes.TrimRight(b, "\x00")
+	if len(b) == 0 {
+		return nil
+	}
+	return strings.Split(string(b), "\x00")
+}
+
+// ParseStat returns utime+stime, in seconds, from the contents of /proc/<pid>/stat. The command
+// name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+func ParseStat(b []byte) (float64, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// After the name: state(3) ppid(4) … utime(14) stime(15): indexes 11 and 12 here.
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%d fields after the command name", len(f))
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	s, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("utime %q stime %q", f[11], f[12])
+	}
+	return float64(u+s) / clockTicks, nil
+}
+
+// Sub returns c - prev per group (groups absent before count from zero).
+func (c CPU) Sub(prev CPU) CPU {
+	out := CPU{}
+	for g, v := range c {
+		if d := v - prev[g]; d > 0 {
+			out[g] = d
+		}
+	}
+	return out
+}
+
+// Groups returns the groups present, streamdet's own first, each part sorted.
+func (c CPU) Groups() []Group {
+	var gs []Group
+	for g := range c {
+		gs = append(gs, g)
+	}
+	sort.Slice(gs, func(i, j int) bool {
+		if gs[i].Own() != gs[j].Own() {
+			return gs[i].Own()
+		}
+		return gs[i] < gs[j]
+	})
+	return gs
+}
+
+// Own is the CPU seconds of streamdet's own processes.
+func (c CPU) Own() float64 {
+	t := 0.0
+	for g, v := range c {
+		if g.Own() {
+			t += v
+		}
+	}
+	return t
+}
+
+// Total is the CPU seconds of every group.
+func (c CPU) Total() float64 {
+	t := 0.0
+	for _, v := range c {
+		t += v
+	}
+	return t
+}
+
+var readFile = os.ReadFile

@@ -1,0 +1,65 @@
+package bench
+
+import (
+	"math"
+	"sort"
+	"time"
+)
+
+// Percentile returns the p-th percentile (0–100) of xs by nearest rank; 0 for none.
+func Percentile(xs []time.Duration, p float64) time.Duration {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), xs...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	k := int(math.Ceil(p/100*float64(len(s)))) - 1
+	return s[min(max(k, 0), len(s)-1)]
+}
+
+// Step is one measured load level.
+type Step struct {
+	Offered    float64            `json:"offered_fps"` // 0: as fast as possible
+	Achieved   float64            `json:"achieved_fps"`
+	Sent       int                `json:"sent"`
+	Received   int                `json:"received"`
+	Lost       int                `json:"lost"`
+	Duplicates int                `json:"duplicates"`
+	P50        float64            `json:"latency_p50_ms"`
+	P90        float64            `json:"latency_p90_ms"`
+	P99        float64            `json:"latency_p99_ms"`
+	StageMS    map[string]float64 `json:"stage_mean_ms"`        // detect's timing_ms fields, averaged
+	CPUms      map[Group]float64  `json:"cpu_ms_per_frame"`     // per process group
+	OwnCPUms   float64            `json:"own_cpu_ms_per_frame"` // ingest + detect + sink (or detctl dev)
+	TotalCPUms float64            `json:"total_cpu_ms_per_frame"`
+	Knee       bool               `json:"knee,omitempty"`
+	// Baseline is bare ONNX Runtime measured just before the step (detctl bench --baseline).
+	Baseline *Baseline `json:"baseline,omitempty"`
+}
+
+// MarkKnee marks the knee of a sweep ordered by offered rate: the last step that still keeps up
+// (achieved ≥ 95 % of offered) with a p99 at most twice the lowest p99 seen. It returns its index,
+// or -1 when no step qualifies.
+func MarkKnee(steps []Step) int {
+	if len(steps) == 0 {
+		return -1
+	}
+	best := math.Inf(1)
+	for _, s := range steps {
+		if s.P99 > 0 {
+			best = math.Min(best, s.P99)
+		}
+	}
+	knee := -1
+	for i := range steps {
+		steps[i].Knee = false
+		s := steps[i]
+		if s.Offered > 0 && s.Achieved >= 0.95*s.Offered && s.P99 <= 2*best {
+			knee = i
+		}
+	}
+	if knee >= 0 {
+		steps[knee].Knee = true
+	}
+	return knee
+}

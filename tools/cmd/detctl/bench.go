@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/streamdet/streamdet/services/detect/engine"
+	"github.com/streamdet/streamdet/tools/bench"
+)
+
+// runBench drives the running pipeline (the local stack's services, a deployment, or detctl dev)
+// with frames and reports what users feel: throughput, end-to-end latency, loss and duplicates,
+// and CPU per frame of each process.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: detctl bench [--rate 0|R1,R2,…] [--streams N] [--duration D] [--warmup D] [--json FILE] [--plot FILE.png] IMAGE|DIR...")
+		fs.PrintDefaults()
+	}
+	rates := fs.String("rate", "max", "frames/s in total, or a comma-separated sweep; max: as fast as the pipeline takes them; N%: that share of the max measured earlier in the sweep")
+	streams := fs.Int("streams", 8, "streams to spread the frames over (the message keys)")
+	duration := fs.Duration("duration", 20*time.Second, "measured time per step")
+	warmup := fs.Duration("warmup", 5*time.Second, "time per step before measuring (not counted)")
+	window := fs.Int("window", 16, "frames in flight at --rate 0")
+	wait := fs.Duration("wait", 30*time.Second, "after a step, how long to wait for a frame still missing before counting it lost")
+	jsonOut := fs.String("json", "", "write the steps as JSON to this file (- for stdout)")
+	plotOut := fs.String("plot", "", "write the latency/throughput curve to this file (.png, .svg, .pdf)")
+	baseline := fs.String("baseline", "", "ONNX model to measure bare ONNX Runtime with before each step (same sessions × threads as detect's defaults here)")
+	baseFormat := fs.String("baseline-format", envOr("STREAMDET_MODEL_FORMAT", "auto"), "the baseline model's format")
+	baseTime := fs.Duration("baseline-time", 5*time.Second, "how long each baseline probe runs")
+	paths, err := parse(fs, args)
+	if err != nil {
+		return 2
+	}
+	offered, err := parseRates(*rates)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl bench:", err)
+		return 2
+	}
+	if len(paths) == 0 || *streams < 1 || *window < 1 || *duration <= 0 {
+		fs.Usage()
+		return 2
+	}
+	frames, err := loadFrames(paths)
+	if err == nil && len(frames) == 0 {
+		err = fmt.Errorf("no .jpg, .jpeg or .png in %s", strings.Join(paths, ", "))
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl bench:", err)
+		return 1
+	}
+	r, cleanup, err := benchRunner(ctx, frames)
+	if err != nil {
+		fmt.Fprintln(stderr, "detctl bench:", err)
+		return 1
+	}
+	defer cleanup()
+	r.Streams, r.Window, r.Wait, r.Out, r.TTY = *streams, *window, *wait, stderr, isTerminal(stderr)
+	var bare bench.Inferer
+	if *baseline != "" {
+		e, err := baselineEngine(*baseline, *baseFormat)
+		if err != nil {
+			fmt.Fprintln(stderr, "detctl bench: baseline:", err)
+			return 1
+		}
+		defer e.Close()
+		bare = e
+	}
+	fmt.Fprintf(stderr, "detctl bench: %d frames over %d streams, %s warm-up + %s per step, run %s\n", len(frames), *streams, *warmup, *duration, r.Run)
+
+	var steps []bench.Step
+	maxFPS := 0.0
+	for _, o := range offered {
+		rate := o.fps
+		if o.share > 0 {
+			if maxFPS == 0 {
+				fmt.Fprintf(stderr, "detctl bench: --rate %.0f%%: no max measured before it in the sweep\n", o.share*100)
+				return 2
+			}
+			rate = o.share * maxFPS
+		}
+		var base *bench.Baseline
+		if bare != nil {
+			b, err := bench.MeasureBaseline(ctx, bare, *baseTime, "")
+			if err != nil {
+				fmt.Fprintln(stderr, "detctl bench: baseline:", err)
+				return 1
+			}
+			base = &b
+		}
+		s, err := r.Measure(ctx, rate, *warmup, *duration)
+		if err != nil {
+			fmt.Fprintln(stderr, "detctl bench:", err)
+			return 1
+		}
+		s.Baseline = base
+		if rate == 0 {
+			maxFPS = max(maxFPS, s.Achieved)
+		}
+		steps = append(steps, s)
+	}
+	if len(steps) > 1 {
+		bench.MarkKnee(steps)
+	}
+	printSteps(stdout, steps)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(map[string]any{"run": r.Run, "streams": *streams, "frames": len(frames), "steps": steps}, "", "  ")
+		b = append(b, '\n')
+		if *jsonOut == "-" {
+			stdout.Write(b)
+		} else if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			fmt.Fprintln(stderr, "detctl bench:", err)
+			return 1
+		}
+	}
+	if *plotOut != "" {
+		if err := bench.Plot(steps, "streamdet: end-to-end latency vs throughput", *plotOut); err != nil {
+			fmt.Fprintln(stderr, "detctl bench:", err)
+			return 1
+		}
+	}
+	lost := 0
+	for _, s := range steps {
+		lost += s.Lost
+	}
+	if lost > 0 {
+		fmt.Fprintf(stderr, "detctl bench: %d frames lost\n", lost)
+		return 1
+	}
+	return 0
+}
+
+// benchRunner connects to Kafka from the environment: a writer to the raw frames topic and one
+// reader per partition of the detections topic, at its current end.
+func benchRunner(ctx context.Context, frames []frame) (*bench.Runner, func(), error) {
+	cfg, err := kafkaConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := cfg.Writer(cfg.Topics().Raw)
+	if err != nil {
+		return nil, nil, err
+	}
+	w.Async, w.BatchTimeout = true, time.Millisecond
+	client, err := cfg.Client()
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	d, err := cfg.Dialer()
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	topic := cfg.Topics().Detections
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err == nil && (len(md.Topics) == 0 || md.Topics[0].Error != nil) {
+		err = fmt.Errorf("topic %s not found", topic)
+	}
+	if err != nil {
+		w.Close()
+		return nil, nil, fmt.Errorf("detections topic: %w", err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	r := &bench.Runner{Writer: w, Run: fmt.Sprintf("bench%d", time.Now().UnixNano()%1e9)}
+	for _, f := range frames {
+		r.Frames = append(r.Frames, f.data)
+	}
+	cleanup := func() {
+		cancel()
+		w.Close()
+		for _, rd := range r.Readers {
+			rd.Close()
+		}
+	}
+	for _, p := range md.Topics[0].Partitions {
+		offs, err := client.ListOffsets(ctx, &kafka.ListOffsetsRequest{Topics: map[string][]kafka.OffsetRequest{topic: {kafka.LastOffsetOf(p.ID)}}})
+		if err != nil {
+			cleanup()
+			return nil, nil, fmt.Errorf("end of %s/%d: %w", topic, p.ID, err)
+		}
+		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topic, Partition: p.ID, Dialer: d,
+			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 20 * time.Millisecond})
+		rd.SetOffset(offs.Topics[topic][0].LastOffset)
+		r.Readers = append(r.Readers, rd)
+	}
+	r.Start(rctx)
+	return r, cleanup, nil
+}
+
+// rate is one step of --rate: frames/s (0: as fast as possible), or a share of the max.
+type rate struct{ fps, share float64 }
+
+func parseRates(s string) ([]rate, error) {
+	var out []rate
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		switch {
+		case f == "max" || f == "0":
+			out = append(out, rate{})
+		case strings.HasSuffix(f, "%"):
+			v, err := strconv.ParseFloat(strings.TrimSuffix(f, "%"), 64)
+			if err != nil || v <= 0 || v > 200 {
+				return nil, fmt.Errorf("--rate %q: want a share of the max between 0 and 200%%", f)
+			}
+			out = append(out, rate{share: v / 100})
+		default:
+			v, err := strconv.ParseFloat(f, 64)
+			if err != nil || v <= 0 || v > 1e5 {
+				return nil, fmt.Errorf("--rate %q: want frames/s, max or N%%", f)
+			}
+			out = append(out, rate{fps: v})
+		}
+	}
+	return out, nil
+}
+
+// baselineEngine loads the model with detect's default engine settings on this machine.
+func baselineEngine(path, format string) (*engine.Engine, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	f, err := engine.ParseFormat(format)
+	if err != nil {
+		return nil, err
+	}
+	return engine.New(data, engine.Config{Format: f})
+}
+
+func printSteps(w io.Writer, steps []bench.Step) {
+	groups := map[bench.Group]bool{}
+	stages := map[string]bool{}
+	for _, s := range steps {
+		for g := range s.CPUms {
+			groups[g] = true
+		}
+		for k := range s.StageMS {
+			stages[k] = true
+		}
+	}
+	cpu := bench.CPU{}
+	for g := range groups {
+		cpu[g] = 1
+	}
+	gs := cpu.Groups()
+	var ks []string
+	for k := range stages {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprint(tw, "offered\tfps\tp50 ms\tp90 ms\tp99 ms\tlost\tdup\t")
+	for _, g := range gs {
+		fmt.Fprintf(tw, "%s\t", g)
+	}
+	fmt.Fprint(tw, "own\tall\t\n")
+	for _, s := range steps {
+		o := "max"
+		if s.Offered > 0 {
+			o = fmt.Sprintf("%.0f", s.Offered)
+		}
+		if s.Knee {
+			o = "knee " + o
+		}
+		fmt.Fprintf(tw, "%s\t%.1f\t%.0f\t%.0f\t%.0f\t%d\t%d\t", o, s.Achieved, s.P50, s.P90, s.P99, s.Lost, s.Duplicates)
+		for _, g := range gs {
+			fmt.Fprintf(tw, "%.1f\t", s.CPUms[g])
+		}
+		fmt.Fprintf(tw, "%.1f\t%.1f\t\n", s.OwnCPUms, s.TotalCPUms)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "(fps: frames back per second; latency: raw frame produced → detections read; CPU: ms per frame, from /proc)")
+	for _, s := range steps {
+		if b := s.Baseline; b != nil && b.FPS > 0 && b.CPUms > 0 && b.LatencyMS > 0 {
+			o := "max"
+			if s.Offered > 0 {
+				o = fmt.Sprintf("%.0f/s", s.Offered)
+			}
+			fmt.Fprintf(w, "%s vs bare ONNX Runtime just before (%.1f fps, %.1f CPU ms/frame, %.1f ms/inference): throughput %.2f×, own CPU/frame %.2f×, p99 %.1f× one inference\n",
+				o, b.FPS, b.CPUms, b.LatencyMS, s.Achieved/b.FPS, s.OwnCPUms/b.CPUms, s.P99/b.LatencyMS)
+		}
+	}
+	if len(ks) > 0 {
+		fmt.Fprint(w, "detect's stages, mean ms:")
+		last := steps[len(steps)-1]
+		for _, k := range ks {
+			fmt.Fprintf(w, " %s %.1f", k, last.StageMS[k])
+		}
+		fmt.Fprintln(w, " (last step)")
+	}
+}
