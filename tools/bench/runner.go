@@ -38,6 +38,10 @@ type Runner struct {
 	sendErrs int
 	recvErr  error
 	step     int
+	// stepSent and stepBack count the current step's frames sent and back (once each), so that
+	// a frame lost in an earlier step does not hold a place in the window for ever.
+	stepSent, stepBack int
+	stepPrefix         string // <Run>-<step>-: the current step's frame ids
 }
 
 // Start begins following the detections topic; it runs until ctx ends.
@@ -85,6 +89,9 @@ func (r *Runner) receive(m kafka.Message, at time.Time) {
 	r.got[d.FrameID]++
 	if r.got[d.FrameID] == 1 {
 		r.gotAt[d.FrameID] = at
+		if strings.HasPrefix(d.FrameID, r.stepPrefix) {
+			r.stepBack++
+		}
 		for k, v := range d.TimingMS {
 			r.stageSum[k] += v
 			r.stageN[k]++
@@ -99,6 +106,7 @@ func (r *Runner) Measure(ctx context.Context, offered float64, warmup, dur time.
 	r.mu.Lock()
 	r.step++
 	step := r.step
+	r.stepSent, r.stepBack, r.stepPrefix = 0, 0, fmt.Sprintf("%s-%d-", r.Run, step)
 	clear(r.stageSum)
 	clear(r.stageN)
 	r.mu.Unlock()
@@ -133,6 +141,7 @@ func (r *Runner) Measure(ctx context.Context, offered float64, warmup, dur time.
 		stream := fmt.Sprintf("%s-%d", r.Run, i%r.Streams)
 		r.mu.Lock()
 		r.sentAt[id] = time.Now()
+		r.stepSent++
 		r.mu.Unlock()
 		if inWindow {
 			measured = append(measured, id)
@@ -175,7 +184,7 @@ func (r *Runner) Measure(ctx context.Context, offered float64, warmup, dur time.
 func (r *Runner) inFlight() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.sentAt) - len(r.gotAt)
+	return r.stepSent - r.stepBack
 }
 
 func (r *Runner) count(ids []string) int {
