@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz fuzz-asan bench bench-pipeline cover
+.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -90,9 +90,6 @@ unit: ## go vet + unit tests with the race detector (needs the installed librari
 	@$(STACK) install
 	$(GO) vet $(MODULES)
 	eval "$$($(STACK) env)" && $(GO) test -race -count=1 $(MODULES)
-	@echo "with the opt-in two-thread JPEG decoder (-tags pjpeg):"
-	eval "$$($(STACK) env)" && $(GO) test -race -count=1 -tags pjpeg ./services/detect/imaging/
-	eval "$$($(STACK) env)" && $(GO) test -count=1 -tags pjpeg -run TestDecodeThreads ./services/detect/engine/
 	@echo "pure-Go decoder build (-tags noturbojpeg):"
 	eval "$$($(STACK) env)" && $(GO) test -count=1 -tags noturbojpeg ./services/detect/imaging/ ./services/detect/engine/
 
@@ -112,7 +109,7 @@ test: ## lint, unit tests, then integration tests against the real local stack
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory vuln
 	@$(MAKE) --no-print-directory unit
-	@FUZZTIME=60s $(MAKE) --no-print-directory fuzz-asan
+	@FUZZTIME=20s $(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory images
 	@started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
 	  rc=0; STREAMDET_IMAGE_TAG=test-amd64 $(MAKE) --no-print-directory integration || rc=$$?; \
@@ -146,24 +143,17 @@ run: ## run ingest, detect and sink against the local stack (foreground; Ctrl-C 
 bench: ## engine benchmarks (see docs/benchmarks.md)
 	@$(STACK) install
 	@mkdir -p .cache
-	eval "$$($(STACK) env)" && $(GO) test -tags pjpeg -run '^$$' -bench 'EngineVsRaw|Stages' -benchtime 40x -count 6 -timeout 60m \
+	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -bench 'EngineVsRaw|Stages' -benchtime 40x -count 6 -timeout 60m \
 	  ./services/detect/engine/ | tee .cache/bench.txt
-	$(GO) test -tags pjpeg -run '^$$' -bench 'Decode1080' -count 6 ./services/detect/imaging/ | tee -a .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
 
 bench-pipeline: ## the whole pipeline on the local stack vs bare ONNX Runtime (detctl bench; ARGS=... for its flags; see docs/benchmarks.md)
 	deploy/local/bench.sh $(ARGS)
 
-fuzz: ## fuzz decode + preprocess, the identifier grammar, Jaeger answers (detctl trace), and the two-thread JPEG decoder under AddressSanitizer (FUZZTIME each, default 5m)
+fuzz: ## fuzz decode + preprocess, the identifier grammar and Jaeger answers (detctl trace) (FUZZTIME each, default 5m; 20s each in make test)
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime $${FUZZTIME:-5m} ./services/detect/engine/
 	$(GO) test -run '^$$' -fuzz FuzzCheckID -fuzztime $${FUZZTIME:-5m} ./pkg/contract/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeWaterfall -fuzztime $${FUZZTIME:-5m} ./tools/jaeger/
-	@$(MAKE) --no-print-directory fuzz-asan
-
-# The two-thread decoder is C that parses untrusted bytes: its differential fuzz target (against
-# libjpeg-turbo) runs under AddressSanitizer, which instruments the C code Go's fuzzer cannot see.
-fuzz-asan: ## differential fuzz of pjpeg.c against libjpeg-turbo under AddressSanitizer (FUZZTIME, default 5m)
-	$(GO) test -asan -tags pjpeg -run '^$$' -fuzz FuzzParallelDecode -fuzztime $${FUZZTIME:-5m} ./services/detect/imaging/
 
 clean: ## remove binaries and the local stack's state (keeps downloaded/built components)
 	-@$(STACK) down

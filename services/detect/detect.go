@@ -105,7 +105,6 @@ func fromEnv(env envconf.Env) Config {
 			// does not over-subscribe the CPU.
 			Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", 0),
 			IntraOpThreads: env.Int("STREAMDET_ENGINE_THREADS", 1),
-			DecodeThreads:  env.Int("STREAMDET_ENGINE_DECODE_THREADS", 0),
 			Conf:           float32(env.Float("STREAMDET_CONF", 0.25)),
 			IoU:            float32(env.Float("STREAMDET_IOU", 0.45)),
 			Limits: imageinfo.Limits{

@@ -29,16 +29,6 @@ var benchThreads = func() int {
 	return 2
 }()
 
-// benchDecodeThreads is Config.DecodeThreads for the benchmarks' engines: its default (the cores
-// left over, 2 here with one session) unless STREAMDET_BENCH_DECODE_THREADS says otherwise (1
-// measures libjpeg-turbo's one-thread decode).
-var benchDecodeThreads = func() int {
-	if n, err := strconv.Atoi(os.Getenv("STREAMDET_BENCH_DECODE_THREADS")); err == nil && n > 0 {
-		return n
-	}
-	return 0
-}()
-
 type benchImage struct {
 	name string
 	data []byte
@@ -79,7 +69,6 @@ var benchModels = []benchModel{
 func benchEngine(b *testing.B, m benchModel) *Engine {
 	cfg := m.cfg
 	cfg.Sessions, cfg.IntraOpThreads = 1, benchThreads
-	cfg.DecodeThreads = benchDecodeThreads
 	return testEngine(b, fmt.Sprintf("bench/%s/%d", m.name, benchThreads), func() []byte { return sharedModel(b, m.name) }, cfg)
 }
 

@@ -51,11 +51,6 @@ type Config struct {
 	// a full-size bilinear resize aliases, so scores of borderline objects can move (see
 	// docs/benchmarks.md); set FullDecode to reproduce an OpenCV full-size pipeline exactly.
 	FullDecode bool
-	// DecodeThreads is how many threads one frame's JPEG decoding may use: with 2 or more, a
-	// large baseline JPEG decoded at a reduced DCT scale is entropy-decoded from both ends at
-	// once (imaging.Decoder.Threads; same pixels). Default max(1, GOMAXPROCS / Sessions): cores
-	// not already given to a session of their own.
-	DecodeThreads int
 	// Limits bound the frames accepted. Default imaging.DefaultLimits.
 	Limits imaging.Limits
 	// LibraryPath is the ONNX Runtime shared library. Default DefaultLibraryPath().
@@ -84,9 +79,6 @@ func (c Config) withDefaults() Config {
 	if c.MaxBatch == 0 {
 		c.MaxBatch = 8
 	}
-	if c.DecodeThreads == 0 {
-		c.DecodeThreads = max(1, runtime.GOMAXPROCS(0)/c.Sessions)
-	}
 	if c.LibraryPath == "" {
 		c.LibraryPath = DefaultLibraryPath()
 	}
@@ -114,9 +106,6 @@ func (c Config) Validate() error {
 	}
 	if c.IntraOpThreads < 1 || c.IntraOpThreads > 256 {
 		errs = append(errs, fmt.Errorf("intra-op threads %d: must be in [1, 256]", c.IntraOpThreads))
-	}
-	if c.DecodeThreads < 1 || c.DecodeThreads > 256 {
-		errs = append(errs, fmt.Errorf("decode threads %d: must be in [1, 256]", c.DecodeThreads))
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > 256 {
 		errs = append(errs, fmt.Errorf("max batch %d: must be in [1, 256]", c.MaxBatch))
@@ -244,7 +233,7 @@ func (e *Engine) newWorker(model []byte, opts *ort.SessionOptions) (*worker, err
 	if err != nil {
 		return nil, fmt.Errorf("%w: create session: %v", ErrModel, err)
 	}
-	w := &worker{sess: s, input: map[int]*ort.Tensor[float32]{}, dec: imaging.Decoder{Limits: e.cfg.Limits, Threads: e.cfg.DecodeThreads}}
+	w := &worker{sess: s, input: map[int]*ort.Tensor[float32]{}, dec: imaging.Decoder{Limits: e.cfg.Limits}}
 	if _, err := w.inputFor(1, e.info); err != nil {
 		w.close()
 		return nil, err

@@ -8,7 +8,6 @@ import (
 	"image/jpeg"
 	"image/png"
 	"math"
-	"reflect"
 	"testing"
 
 	"github.com/streamdet/streamdet/services/detect/imaging"
@@ -320,38 +319,6 @@ func TestDCTScaledDecode(t *testing.T) {
 				if p[:7] == "missing" {
 					t.Errorf("%s %s: %s (not found at any score ≥ 0.1)", model, name, p)
 				}
-			}
-		}
-	}
-}
-
-// TestDecodeThreads: a large frame decoded on two threads (imaging's parallel JPEG decoder)
-// gives exactly the detections of a one-thread decode, frame after frame (the decoder adapts its
-// split point between frames).
-func TestDecodeThreads(t *testing.T) {
-	if !imaging.ParallelDecoder {
-		t.Skip("built without the two-thread decoder (build tag pjpeg; make unit runs this test with it)")
-	}
-	if !imaging.Native {
-		t.Skip("the two-thread decoder needs libjpeg-turbo")
-	}
-	model := func() []byte { return sharedModel(t, "yolox_nano.onnx") }
-	one := testEngine(t, "yolox/decode1", model, Config{Format: FormatYOLOX, Sessions: 1, DecodeThreads: 1})
-	two := testEngine(t, "yolox/decode2", model, Config{Format: FormatYOLOX, Sessions: 1, DecodeThreads: 2})
-	for _, name := range []string{"dog.jpg", "horses.jpg", "person.jpg"} {
-		src := refRGB(t, readImage(t, name))
-		data := encJPEG(t, refResize(src, 1920, 1080).Image(), 90)
-		want, err := one.Detect(context.Background(), data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < 3; i++ {
-			got, err := two.Detect(context.Background(), data)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(got.Detections, want.Detections) {
-				t.Fatalf("%s, frame %d: two-thread decode detected %v, one-thread %v", name, i, got.Detections, want.Detections)
 			}
 		}
 	}

@@ -50,12 +50,8 @@ type RGB struct {
 // each worker its own.
 type Decoder struct {
 	Limits Limits
-	// Threads is how many threads one JPEG decode may use. With 2 or more, a large baseline
-	// JPEG decoded at a reduced DCT scale has its entropy decoding split across two threads
-	// (same pixels as one thread); 0 and 1 decode on the calling thread only.
-	Threads int
-	buf     []byte
-	h       jpegHandle
+	buf    []byte
+	h      jpegHandle
 }
 
 // Close releases the native decoder, if any.

@@ -4,7 +4,7 @@ package imaging
 
 /*
 #cgo CFLAGS: -O3
-#cgo LDFLAGS: -lturbojpeg -lpthread
+#cgo LDFLAGS: -lturbojpeg
 #include <stdlib.h>
 #include <turbojpeg.h>
 
@@ -23,11 +23,9 @@ const Native = true
 
 type jpegHandle struct {
 	dec, enc C.tjhandle
-	par      parallel // the two-thread decoder (pjpeg.c, build tag pjpeg), made on first use
 }
 
 func (h *jpegHandle) close() {
-	h.par.close()
 	if h.dec != nil {
 		C.tjDestroy(h.dec)
 		h.dec = nil
@@ -87,7 +85,7 @@ func (h *jpegHandle) errString(handle C.tjhandle) string {
 // failed returns the decompressor's error and drops the decompressor. libjpeg-turbo 2.1's
 // tjDecompressHeader3 returns from an error without aborting the decompression, and the next
 // frame's header is then parsed from the middle of the old one's state: a good frame refused as
-// "Bogus Huffman table definition" after a bad one (found by FuzzParallelDecode). A new handle
+// "Bogus Huffman table definition" after a bad one (found by fuzzing). A new handle
 // per failure costs nothing on good frames.
 func (h *jpegHandle) failed() string {
 	msg := h.errString(h.dec)
@@ -97,13 +95,7 @@ func (h *jpegHandle) failed() string {
 }
 
 func (d *Decoder) decodeJPEG(data []byte, cfg Config, boxW, boxH int) (RGB, error) {
-	f := pickFactor(cfg.Width, cfg.Height, boxW, boxH)
-	if d.Threads >= 2 && len(data) >= parallelMinBytes {
-		if img, ok := d.decodeParallel(data, f, scaled(cfg.Width, f), scaled(cfg.Height, f)); ok {
-			return img, nil
-		}
-	}
-	return d.decodeTurbo(data, cfg, f)
+	return d.decodeTurbo(data, cfg, pickFactor(cfg.Width, cfg.Height, boxW, boxH))
 }
 
 // decodeTurbo decodes with libjpeg-turbo at scale f.

@@ -182,7 +182,7 @@ func measureDetect(ctx context.Context, model, format string, imgsz int, imagePa
 	if err != nil {
 		return 0, err
 	}
-	eng, err := engine.New(data, engine.Config{Format: f, Sessions: 1, IntraOpThreads: 1, DecodeThreads: 1, InputWidth: imgsz, InputHeight: imgsz})
+	eng, err := engine.New(data, engine.Config{Format: f, Sessions: 1, IntraOpThreads: 1, InputWidth: imgsz, InputHeight: imgsz})
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", model, err)
 	}
