@@ -4,7 +4,10 @@
 # 1920×1080 JPEGs made from the shared images, and compares with bare ONNX Runtime on the same
 # model before each step. Arguments go to detctl bench (default: a max-rate step, then 70 % of
 # it, 8 streams, 30 s each after 10 s of warm-up).
-#   BENCH_OUT  directory for bench.json and bench.png (default .cache/bench)
+#   BENCH_OUT        directory for bench.json and bench.png (default .cache/bench)
+#   DETECT_REPLICAS  detect processes sharing the cores (run.sh; default 1)
+#   BENCH_PREWARM    an unmeasured max-rate run first, so that the JVM (Kafka) has compiled its
+#                    hot paths before anything is measured (default 30s; 0 to skip)
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -30,13 +33,19 @@ go build -o bin/detctl ./tools/cmd/detctl
 STREAMDET_SINK_ANNOTATE=${STREAMDET_SINK_ANNOTATE:-false} deploy/local/run.sh >"$out/services.log" 2>&1 &
 run=$!
 trap 'kill -TERM $run 2>/dev/null || true; wait $run 2>/dev/null || true' EXIT
-for port in 8081 8082 8083; do
+ports=(8081 8082 8083)
+for ((i = 1; i < ${DETECT_REPLICAS:-1}; i++)); do ports+=($((8082 + 100 * i))); done
+for port in "${ports[@]}"; do
   for _ in $(seq 1 300); do
     curl -fsS -o /dev/null "http://127.0.0.1:$port/readyz" 2>/dev/null && break
     kill -0 $run 2>/dev/null || { tail -20 "$out/services.log" >&2; exit 1; }
     sleep 0.2
   done
 done
+if [[ ${BENCH_PREWARM:-30s} != 0 ]]; then
+  echo "bench: ${BENCH_PREWARM:-30s} unmeasured at max rate first (JIT warm-up of the brokers)" >&2
+  bin/detctl bench --rate max --warmup 0s --duration "${BENCH_PREWARM:-30s}" "$frames" >/dev/null
+fi
 args=("$@")
 ((${#args[@]})) || args=(--rate max,70% --streams 8 --warmup 10s --duration 30s)
 bin/detctl bench --baseline "$model" --baseline-format "${STREAMDET_MODEL_FORMAT:-yolox}" \

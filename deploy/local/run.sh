@@ -4,6 +4,9 @@
 #   STREAMDET_MODEL         ONNX model for detect   (default ../shared/models/yolox_nano.onnx)
 #   STREAMDET_MODEL_FORMAT  its format               (default yolox; auto for Ultralytics exports)
 #   STREAMDET_NAMES         class names file         (default ../shared/models/coco.names if present)
+#   DETECT_REPLICAS         detect processes in one consumer group (default 1); with N, each gets
+#                           GOMAXPROCS = cores ÷ N (so one session per core in all) and the
+#                           address 127.0.0.1:8082+100·i — the scale-out measurement of docs/benchmarks.md
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -29,10 +32,22 @@ if [[ -n ${STREAMDET_PROMETHEUS_TARGETS:-} && -d $STREAMDET_PROMETHEUS_TARGETS ]
   printf '[{"targets":["%s"],"labels":{"service":"ingest"}},{"targets":["%s"],"labels":{"service":"detect"}},{"targets":["%s"],"labels":{"service":"sink"}}]\n' \
     "$STREAMDET_INGEST_ADDR" "$STREAMDET_DETECT_ADDR" "$STREAMDET_SINK_ADDR" >"$targets.tmp" && mv "$targets.tmp" "$targets"
 fi
+replicas=${DETECT_REPLICAS:-1}
+[[ $replicas =~ ^[1-9][0-9]?$ ]] || { echo "run: DETECT_REPLICAS=$replicas: want 1..99" >&2; exit 1; }
 pids=()
 for s in ingest detect sink; do
   # $! is the service itself (its output goes through sed in a process substitution), so that
   # stop signals exactly the processes this script started.
+  if [[ $s == detect && $replicas -gt 1 ]]; then
+    per=$(( $(nproc) / replicas )); ((per >= 1)) || per=1
+    port=${STREAMDET_DETECT_ADDR##*:}
+    for ((i = 0; i < replicas; i++)); do
+      GOMAXPROCS=$per STREAMDET_DETECT_ADDR=127.0.0.1:$((port + 100 * i)) \
+        "bin/$s" > >(sed -u "s/^/[$s-$i] /") 2>&1 &
+      pids+=($!)
+    done
+    continue
+  fi
   "bin/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
   pids+=($!)
 done

@@ -16,6 +16,9 @@ type Inferer interface {
 // Baseline is bare ONNX Runtime on the same model and thread budget: every session busy with
 // back-to-back inferences on a fixed tensor, no decode, no pre- or postprocessing, no pipeline.
 type Baseline struct {
+	// Layout is sessions×intra-op threads, e.g. "2x1" (a session per core, detect's default)
+	// or "1x2" (one session with every thread: ONNX Runtime as its own perf tools run it).
+	Layout    string  `json:"layout,omitempty"`
 	FPS       float64 `json:"fps"`
 	CPUms     float64 `json:"cpu_ms_per_frame"`
 	LatencyMS float64 `json:"latency_ms"` // median time of one inference

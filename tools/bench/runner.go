@@ -13,6 +13,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/tools/jaeger"
 )
 
 // Runner drives a running pipeline: it publishes raw frames to the raw topic as N streams and
@@ -41,13 +42,15 @@ type Runner struct {
 	// stepSent and stepBack count the current step's frames sent and back (once each), so that
 	// a frame lost in an earlier step does not hold a place in the window for ever.
 	stepSent, stepBack int
-	stepPrefix         string // <Run>-<step>-: the current step's frame ids
+	stepPrefix         string            // <Run>-<step>-: the current step's frame ids
+	traceOf            map[string]string // frame id → the trace id its detections carry
+	lastMeasured       []string          // the last step's measured frame ids
 }
 
 // Start begins following the detections topic; it runs until ctx ends.
 func (r *Runner) Start(ctx context.Context) {
 	r.sentAt, r.got, r.gotAt = map[string]time.Time{}, map[string]int{}, map[string]time.Time{}
-	r.stageSum, r.stageN = map[string]float64{}, map[string]int{}
+	r.stageSum, r.stageN, r.traceOf = map[string]float64{}, map[string]int{}, map[string]string{}
 	if r.ProcDir == "" {
 		r.ProcDir = "/proc"
 	}
@@ -89,6 +92,7 @@ func (r *Runner) receive(m kafka.Message, at time.Time) {
 	r.got[d.FrameID]++
 	if r.got[d.FrameID] == 1 {
 		r.gotAt[d.FrameID] = at
+		r.traceOf[d.FrameID] = d.TraceID
 		if strings.HasPrefix(d.FrameID, r.stepPrefix) {
 			r.stepBack++
 		}
@@ -178,7 +182,32 @@ func (r *Runner) Measure(ctx context.Context, offered float64, warmup, dur time.
 		return Step{}, err
 	}
 	r.progress(offered, len(measured), true)
+	r.mu.Lock()
+	r.lastMeasured = measured
+	r.mu.Unlock()
 	return r.report(offered, measured, cpu1.Sub(cpu0))
+}
+
+// Samples returns up to n of the last step's measured frames that came back with a trace id,
+// spread evenly over the step, for SpanStages.
+func (r *Runner) Samples(n int) []Sampled {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var back []string
+	for _, id := range r.lastMeasured {
+		if r.got[id] > 0 && jaeger.IsTraceID(r.traceOf[id]) {
+			back = append(back, id)
+		}
+	}
+	if n <= 0 || len(back) == 0 {
+		return nil
+	}
+	var out []Sampled
+	for i := 0; i < len(back) && len(out) < n; i += max(1, len(back)/n) {
+		id := back[i]
+		out = append(out, Sampled{TraceID: r.traceOf[id], Sent: r.sentAt[id], Back: r.gotAt[id]})
+	}
+	return out
 }
 
 func (r *Runner) inFlight() int {

@@ -33,8 +33,13 @@ type Step struct {
 	OwnCPUms   float64            `json:"own_cpu_ms_per_frame"` // ingest + detect + sink (or detctl dev)
 	TotalCPUms float64            `json:"total_cpu_ms_per_frame"`
 	Knee       bool               `json:"knee,omitempty"`
-	// Baseline is bare ONNX Runtime measured just before the step (detctl bench --baseline).
-	Baseline *Baseline `json:"baseline,omitempty"`
+	// Baselines are bare ONNX Runtime measured just before the step (detctl bench --baseline),
+	// one per thread layout (--baseline-layout).
+	Baselines []Baseline `json:"baselines,omitempty"`
+	// SpanStages break the latency of SpanTraces sampled frames into stages from their traces
+	// (detctl bench --spans, with Jaeger).
+	SpanStages []SpanStage `json:"span_stages_ms,omitempty"`
+	SpanTraces int         `json:"span_traces,omitempty"`
 }
 
 // MarkKnee marks the knee of a sweep ordered by offered rate: the last step that still keeps up

@@ -64,28 +64,44 @@ func runBench(t *testing.T, env, extra []string, own ...bench.Group) benchResult
 // and sink, and of Kafka, MinIO and Redis) and against detctl dev (all in one process).
 func TestIntegrationBench(t *testing.T) {
 	st := testenv.Require(t)
+	ops := testenv.RequireOps(t)
 	t.Run("local stack", func(t *testing.T) {
 		run := fmt.Sprintf("bn%d", time.Now().UnixNano()%1e9)
 		testenv.Topics(t, st.KafkaBrokers, 3, runTopics(run, "frames.raw", "frames", "detections", "detections.shadow", "dlq")...)
 		env := []string{
 			"STREAMDET_TOPIC_PREFIX=" + run, "STREAMDET_FRAMES_BUCKET=" + run + "-frames", "STREAMDET_DETECTIONS_BUCKET=" + run + "-detections",
 			"STREAMDET_INGEST_GROUP=" + run + "-ingest", "STREAMDET_DETECT_GROUP=" + run + "-detect", "STREAMDET_SINK_GROUP=" + run + "-sink",
-			"STREAMDET_INGEST_EVENTS=false", "STREAMDET_LOG_LEVEL=warn", "OTEL_TRACES_EXPORTER=none",
+			"STREAMDET_INGEST_EVENTS=false", "STREAMDET_LOG_LEVEL=warn", "OTEL_BSP_SCHEDULE_DELAY=100",
 		}
 		startService(t, "ingest", env)
 		startService(t, "detect", append(env, "STREAMDET_MODEL_PATH="+testenv.Shared(t, "models", "yolox_nano.onnx"), "STREAMDET_MODEL_FORMAT=yolox",
 			"STREAMDET_MODEL_NAME=coco", "STREAMDET_MODEL_VERSION=1"))
 		startService(t, "sink", env)
-		res := runBench(t, env, []string{"--baseline", testenv.Shared(t, "models", "yolox_nano.onnx"), "--baseline-format", "yolox", "--baseline-time", "2s"},
+		res := runBench(t, env, []string{"--baseline", testenv.Shared(t, "models", "yolox_nano.onnx"), "--baseline-format", "yolox", "--baseline-time", "2s", "--baseline-layout", "2x1,1x2",
+			"--jaeger", ops.JaegerURL, "--spans", "5"},
 			bench.Ingest, bench.Detect, bench.Sink, bench.Kafka, bench.MinIO)
 		for _, s := range res.Steps {
-			if b := s.Baseline; b == nil || b.FPS <= 0 || b.CPUms <= 0 || b.LatencyMS <= 0 {
-				t.Errorf("step at %.0f/s: baseline %+v", s.Offered, b)
+			if len(s.Baselines) != 2 || s.Baselines[0].Layout != "2x1" || s.Baselines[1].Layout != "1x2" {
+				t.Errorf("step at %.0f/s: baselines %+v, want layouts 2x1 and 1x2", s.Offered, s.Baselines)
+			}
+			for _, b := range s.Baselines {
+				if b.FPS <= 0 || b.CPUms <= 0 || b.LatencyMS <= 0 {
+					t.Errorf("step at %.0f/s: baseline %+v", s.Offered, b)
+				}
+			}
+			// The latency broken into stages from the frames' traces in Jaeger.
+			stages := map[string]float64{}
+			for _, st := range s.SpanStages {
+				stages[st.Name] = st.MeanMS
+			}
+			if s.SpanTraces < 3 || stages["ingest"] <= 0 || stages["detect"] <= 0 || stages["detect inference"] <= 0 ||
+				stages["→detect"] < 0 || stages["→back"] < 0 || len(s.SpanStages) < 8 {
+				t.Errorf("step at %.0f/s: %d traces, stages %v", s.Offered, s.SpanTraces, s.SpanStages)
 			}
 		}
 	})
 	t.Run("detctl dev", func(t *testing.T) {
 		env, _ := devStack(t)
-		runBench(t, env, nil, bench.Detctl)
+		runBench(t, env, []string{"--spans", "0"}, bench.Detctl)
 	})
 }

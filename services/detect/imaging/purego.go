@@ -37,4 +37,3 @@ func (d *Decoder) EncodeJPEG(img RGB, quality int, cmyk bool) ([]byte, error) {
 
 // pickScale: Go's decoder cannot scale in the DCT domain; frames decode at full size.
 func pickScale(w, h, _, _ int) (int, int) { return w, h }
-

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"flag"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/streamdet/streamdet/services/detect/engine"
 	"github.com/streamdet/streamdet/tools/bench"
+	"github.com/streamdet/streamdet/tools/jaeger"
 )
 
 // runBench drives the running pipeline (the local stack's services, a deployment, or detctl dev)
@@ -37,9 +39,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	wait := fs.Duration("wait", 30*time.Second, "after a step, how long to wait for a frame still missing before counting it lost")
 	jsonOut := fs.String("json", "", "write the steps as JSON to this file (- for stdout)")
 	plotOut := fs.String("plot", "", "write the latency/throughput curve to this file (.png, .svg, .pdf)")
-	baseline := fs.String("baseline", "", "ONNX model to measure bare ONNX Runtime with before each step (same sessions × threads as detect's defaults here)")
+	baseline := fs.String("baseline", "", "ONNX model to measure bare ONNX Runtime with before each step")
+	layouts := fs.String("baseline-layout", "", "the baseline's sessions×threads, comma-separated (default: a session per core, i.e. detect's default here, and one session with a thread per core)")
 	baseFormat := fs.String("baseline-format", envOr("STREAMDET_MODEL_FORMAT", "auto"), "the baseline model's format")
 	baseTime := fs.Duration("baseline-time", 5*time.Second, "how long each baseline probe runs")
+	spans := fs.Int("spans", 20, "frames per step whose traces (from Jaeger) break the latency into stages; 0: none")
+	jaegerURL := fs.String("jaeger", os.Getenv("STREAMDET_JAEGER_URL"), "Jaeger query URL for --spans (default $STREAMDET_JAEGER_URL; empty: no span stages)")
 	paths, err := parse(fs, args)
 	if err != nil {
 		return 2
@@ -68,15 +73,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	defer cleanup()
 	r.Streams, r.Window, r.Wait, r.Out, r.TTY = *streams, *window, *wait, stderr, isTerminal(stderr)
-	var bare bench.Inferer
+	var bare []bareLayout
 	if *baseline != "" {
-		e, err := baselineEngine(*baseline, *baseFormat)
+		ls, err := parseLayouts(*layouts, numCPU())
 		if err != nil {
-			fmt.Fprintln(stderr, "detctl bench: baseline:", err)
-			return 1
+			fmt.Fprintln(stderr, "detctl bench:", err)
+			return 2
 		}
-		defer e.Close()
-		bare = e
+		for _, l := range ls {
+			e, err := baselineEngine(*baseline, *baseFormat, l.sessions, l.threads)
+			if err != nil {
+				fmt.Fprintln(stderr, "detctl bench: baseline:", err)
+				return 1
+			}
+			defer e.Close()
+			bare = append(bare, bareLayout{l, e})
+		}
 	}
 	fmt.Fprintf(stderr, "detctl bench: %d frames over %d streams, %s warm-up + %s per step, run %s\n", len(frames), *streams, *warmup, *duration, r.Run)
 
@@ -91,21 +103,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			rate = o.share * maxFPS
 		}
-		var base *bench.Baseline
-		if bare != nil {
-			b, err := bench.MeasureBaseline(ctx, bare, *baseTime, "")
+		var base []bench.Baseline
+		for _, l := range bare {
+			b, err := bench.MeasureBaseline(ctx, l.eng, *baseTime, "")
 			if err != nil {
 				fmt.Fprintln(stderr, "detctl bench: baseline:", err)
 				return 1
 			}
-			base = &b
+			b.Layout = l.String()
+			base = append(base, b)
 		}
 		s, err := r.Measure(ctx, rate, *warmup, *duration)
 		if err != nil {
 			fmt.Fprintln(stderr, "detctl bench:", err)
 			return 1
 		}
-		s.Baseline = base
+		s.Baselines = base
+		if *spans > 0 && *jaegerURL != "" {
+			s.SpanStages, s.SpanTraces = spanStages(ctx, jaeger.Client{URL: *jaegerURL}, r.Samples(*spans), stderr)
+		}
 		if rate == 0 {
 			maxFPS = max(maxFPS, s.Achieved)
 		}
@@ -192,7 +208,7 @@ func benchRunner(ctx context.Context, frames []frame) (*bench.Runner, func(), er
 			return nil, nil, fmt.Errorf("end of %s/%d: %w", topic, p.ID, err)
 		}
 		rd := kafka.NewReader(kafka.ReaderConfig{Brokers: cfg.Brokers, Topic: topic, Partition: p.ID, Dialer: d,
-			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 20 * time.Millisecond})
+			MinBytes: 1, MaxBytes: 8 << 20, MaxWait: 250 * time.Millisecond, ReadBackoffMin: 10 * time.Millisecond})
 		rd.SetOffset(offs.Topics[topic][0].LastOffset)
 		r.Readers = append(r.Readers, rd)
 	}
@@ -227,8 +243,76 @@ func parseRates(s string) ([]rate, error) {
 	return out, nil
 }
 
-// baselineEngine loads the model with detect's default engine settings on this machine.
-func baselineEngine(path, format string) (*engine.Engine, error) {
+// spanExportDelay is how long after a frame's detections are read its spans can take to reach
+// Jaeger: the services' batch span processors export every few seconds.
+const spanExportDelay = 6 * time.Second
+
+// spanStages fetches the sampled frames' traces from Jaeger and breaks their latency into
+// stages. Jaeger being unreachable costs the stages, not the run.
+func spanStages(ctx context.Context, c jaeger.Client, samples []bench.Sampled, stderr io.Writer) ([]bench.SpanStage, int) {
+	if len(samples) == 0 {
+		return nil, 0
+	}
+	last := samples[0].Back
+	for _, s := range samples {
+		if s.Back.After(last) {
+			last = s.Back
+		}
+	}
+	select {
+	case <-time.After(time.Until(last.Add(spanExportDelay))):
+	case <-ctx.Done():
+		return nil, 0
+	}
+	traces := map[string]jaeger.Trace{}
+	var firstErr error
+	for _, s := range samples {
+		t, err := c.Get(ctx, s.TraceID)
+		if err != nil {
+			firstErr = cmp.Or(firstErr, err)
+			continue
+		}
+		traces[s.TraceID] = t
+	}
+	if firstErr != nil {
+		fmt.Fprintf(stderr, "detctl bench: %d of %d traces not read from Jaeger (%v)\n", len(samples)-len(traces), len(samples), firstErr)
+	}
+	return bench.SpanStages(samples, traces)
+}
+
+// layout is a baseline's sessions × intra-op threads.
+type layout struct{ sessions, threads int }
+
+func (l layout) String() string { return fmt.Sprintf("%dx%d", l.sessions, l.threads) }
+
+type bareLayout struct {
+	layout
+	eng *engine.Engine
+}
+
+// parseLayouts reads --baseline-layout ("2x1,1x2"); empty means a session per core and one
+// session with a thread per core (the same when cores is 1).
+func parseLayouts(s string, cores int) ([]layout, error) {
+	if s == "" {
+		if cores == 1 {
+			return []layout{{1, 1}}, nil
+		}
+		return []layout{{cores, 1}, {1, cores}}, nil
+	}
+	var out []layout
+	for _, f := range strings.Split(s, ",") {
+		var l layout
+		if n, err := fmt.Sscanf(strings.TrimSpace(f), "%dx%d", &l.sessions, &l.threads); err != nil || n != 2 ||
+			l.sessions < 1 || l.sessions > 64 || l.threads < 1 || l.threads > 256 {
+			return nil, fmt.Errorf("--baseline-layout %q: want SESSIONSxTHREADS, e.g. 2x1, sessions in [1, 64], threads in [1, 256]", f)
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+// baselineEngine loads the model with sessions × threads and detect's other engine defaults.
+func baselineEngine(path, format string, sessions, threads int) (*engine.Engine, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -237,7 +321,7 @@ func baselineEngine(path, format string) (*engine.Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return engine.New(data, engine.Config{Format: f})
+	return engine.New(data, engine.Config{Format: f, Sessions: sessions, IntraOpThreads: threads})
 }
 
 func printSteps(w io.Writer, steps []bench.Step) {
@@ -284,14 +368,27 @@ func printSteps(w io.Writer, steps []bench.Step) {
 	tw.Flush()
 	fmt.Fprintln(w, "(fps: frames back per second; latency: raw frame produced → detections read; CPU: ms per frame, from /proc)")
 	for _, s := range steps {
-		if b := s.Baseline; b != nil && b.FPS > 0 && b.CPUms > 0 && b.LatencyMS > 0 {
+		for _, b := range s.Baselines {
+			if b.FPS <= 0 || b.CPUms <= 0 || b.LatencyMS <= 0 {
+				continue
+			}
 			o := "max"
 			if s.Offered > 0 {
 				o = fmt.Sprintf("%.0f/s", s.Offered)
 			}
-			fmt.Fprintf(w, "%s vs bare ONNX Runtime just before (%.1f fps, %.1f CPU ms/frame, %.1f ms/inference): throughput %.2f×, own CPU/frame %.2f×, p99 %.1f× one inference\n",
-				o, b.FPS, b.CPUms, b.LatencyMS, s.Achieved/b.FPS, s.OwnCPUms/b.CPUms, s.P99/b.LatencyMS)
+			fmt.Fprintf(w, "%s vs bare ONNX Runtime %s just before (%.1f fps, %.1f CPU ms/frame, %.1f ms/inference): throughput %.2f×, own CPU/frame %.2f×, p99 %.1f× one inference\n",
+				o, b.Layout, b.FPS, b.CPUms, b.LatencyMS, s.Achieved/b.FPS, s.OwnCPUms/b.CPUms, s.P99/b.LatencyMS)
 		}
+	}
+	for _, s := range steps {
+		if len(s.SpanStages) == 0 {
+			continue
+		}
+		o := "max"
+		if s.Offered > 0 {
+			o = fmt.Sprintf("%.0f/s", s.Offered)
+		}
+		fmt.Fprintf(w, "%s, stages from %d traces (mean ms): %s\n", o, s.SpanTraces, formatStages(s.SpanStages))
 	}
 	if len(ks) > 0 {
 		fmt.Fprint(w, "detect's stages, mean ms:")
@@ -301,4 +398,35 @@ func printSteps(w io.Writer, steps []bench.Step) {
 		}
 		fmt.Fprintln(w, " (last step)")
 	}
+}
+
+// formatStages prints path stages with the spans inside a service in parentheses after it:
+// "→ingest 2.0, ingest 8.0 (objstore put 5.8), →detect 2.0, …".
+func formatStages(stages []bench.SpanStage) string {
+	var b strings.Builder
+	open := ""
+	for _, st := range stages {
+		svc, inner, isInner := strings.Cut(st.Name, " ")
+		switch {
+		case isInner && svc == open:
+			fmt.Fprintf(&b, ", %s %.1f", inner, st.MeanMS)
+			continue
+		case isInner:
+			fmt.Fprintf(&b, " (%s %.1f", inner, st.MeanMS)
+			open = svc
+			continue
+		}
+		if open != "" {
+			b.WriteString(")")
+			open = ""
+		}
+		if b.Len() > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %.1f", st.Name, st.MeanMS)
+	}
+	if open != "" {
+		b.WriteString(")")
+	}
+	return b.String()
 }
