@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline cover
+.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -146,6 +146,9 @@ bench: ## engine benchmarks (see docs/benchmarks.md)
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -bench 'EngineVsRaw|Stages' -benchtime 40x -count 6 -timeout 60m \
 	  ./services/detect/engine/ | tee .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
+
+test-gpu: ## the CUDA and TensorRT execution providers on this machine's NVIDIA GPU (ONNXRUNTIME_LIB: the onnxruntime-gpu library); says why it skips without one
+	eval "$$($(STACK) env)" && STREAMDET_TEST_GPU=1 $(GO) test -count=1 -v -run 'TestGPUProvider' ./services/detect/engine/
 
 bench-pipeline: ## the whole pipeline on the local stack vs bare ONNX Runtime (detctl bench; ARGS=... for its flags; see docs/benchmarks.md)
 	deploy/local/bench.sh $(ARGS)

@@ -48,6 +48,10 @@ type Config struct {
 	Group string
 	// Concurrency is frames in flight: STREAMDET_DETECT_CONCURRENCY, default 2 × sessions.
 	Concurrency int
+	// ProviderFallback is STREAMDET_ENGINE_PROVIDER_FALLBACK: "cpu" runs on the CPU (logged)
+	// when the execution provider asked for (STREAMDET_ENGINE_PROVIDER) cannot be used; default
+	// "": refuse to start. It sets Engine.Provider.FallbackCPU.
+	ProviderFallback string
 	// ModelPath (a file) or ModelURI (s3://bucket/key in the object store): STREAMDET_MODEL_PATH,
 	// STREAMDET_MODEL_URI. Without either, detect serves the versions of STREAMDET_MODEL_NAME
 	// from the registry as its route in Redis says (STREAMDET_REDIS_*).
@@ -106,7 +110,14 @@ func fromEnv(env envconf.Env) Config {
 			Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", 0),
 			IntraOpThreads: env.Int("STREAMDET_ENGINE_THREADS", 1),
 			Conf:           float32(env.Float("STREAMDET_CONF", 0.25)),
-			IoU:            float32(env.Float("STREAMDET_IOU", 0.45)),
+			Provider: engine.ProviderConfig{
+				Name:             engine.Provider(strings.ToLower(env.String("STREAMDET_ENGINE_PROVIDER", "cpu"))),
+				DeviceID:         env.Int("STREAMDET_ENGINE_DEVICE_ID", 0),
+				TensorRTFP16:     env.Bool("STREAMDET_ENGINE_TRT_FP16", false),
+				TensorRTCacheDir: env.String("STREAMDET_ENGINE_TRT_CACHE_DIR", ""),
+				OpenVINODevice:   env.String("STREAMDET_ENGINE_OPENVINO_DEVICE", "CPU"),
+			},
+			IoU: float32(env.Float("STREAMDET_IOU", 0.45)),
 			Limits: imageinfo.Limits{
 				MaxBytes:  env.Int("STREAMDET_MAX_FRAME_BYTES", 8<<20),
 				MaxPixels: env.Int("STREAMDET_MAX_FRAME_PIXELS", 50_000_000),
@@ -117,6 +128,8 @@ func fromEnv(env envconf.Env) Config {
 		c.Engine.Sessions = max(1, runtime.GOMAXPROCS(0)/max(1, c.Engine.IntraOpThreads))
 	}
 	c.Concurrency = env.Int("STREAMDET_DETECT_CONCURRENCY", 2*max(1, c.Engine.Sessions))
+	c.ProviderFallback = env.String("STREAMDET_ENGINE_PROVIDER_FALLBACK", "")
+	c.Engine.Provider.FallbackCPU = c.ProviderFallback == "cpu"
 	if c.ModelName == "" && !c.Routed() {
 		c.ModelName = strings.TrimSuffix(filepath.Base(c.ModelPath+c.ModelURI), ".onnx")
 	}
@@ -140,6 +153,9 @@ func (c Config) Validate() error {
 	}
 	if c.ModelURI != "" && !strings.HasPrefix(c.ModelURI, "s3://") {
 		errs = append(errs, fmt.Errorf("STREAMDET_MODEL_URI %q: want s3://bucket/key", c.ModelURI))
+	}
+	if c.ProviderFallback != "" && c.ProviderFallback != "cpu" {
+		errs = append(errs, fmt.Errorf("STREAMDET_ENGINE_PROVIDER_FALLBACK %q: want cpu or nothing", c.ProviderFallback))
 	}
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("STREAMDET_DETECT_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))

@@ -213,6 +213,7 @@ func (m *Manager) prepare(v string) (*Served, error) {
 	if err != nil {
 		return nil, err
 	}
+	logFallback(m.log, cfg.Provider.Name, eng.Info())
 	if err := eng.Warm(ctx); err != nil {
 		eng.Close()
 		return nil, err

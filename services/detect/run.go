@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 
 	"github.com/streamdet/streamdet/pkg/kafkax"
@@ -93,8 +94,9 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 			return err
 		}
 		info := eng.Info()
+		logFallback(tel.Logger, cfg.Engine.Provider.Name, info)
 		tel.Logger.Info("model loaded", "name", cfg.ModelName, "version", cfg.ModelVersion, "format", info.Format,
-			"input", fmt.Sprintf("%dx%d", info.InputWidth, info.InputHeight), "sha256", info.SHA256, "onnxruntime", engine.RuntimeVersion())
+			"input", fmt.Sprintf("%dx%d", info.InputWidth, info.InputHeight), "sha256", info.SHA256, "onnxruntime", engine.RuntimeVersion(), "provider", info.Provider)
 		models = Static{Served: Served{Eng: eng, Model: ModelOf(cfg.ModelName, cfg.ModelVersion, eng), Arm: routing.ArmPrimary}}
 		rt.Health.Set("model", nil)
 	}
@@ -110,4 +112,13 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		return err
 	}
 	return rt.Wait()
+}
+
+// logFallback warns when an engine runs on the CPU instead of the execution provider asked for
+// (only with STREAMDET_ENGINE_PROVIDER_FALLBACK=cpu; otherwise the engine refused to start).
+func logFallback(log *slog.Logger, asked engine.Provider, info engine.Info) {
+	if info.Fallback != "" {
+		log.Warn("execution provider unavailable: running on the CPU as STREAMDET_ENGINE_PROVIDER_FALLBACK=cpu allows",
+			"provider", asked, "reason", info.Fallback)
+	}
 }

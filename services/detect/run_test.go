@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/pipeline"
 	"github.com/streamdet/streamdet/pkg/telemetry"
 	"github.com/streamdet/streamdet/pkg/testenv"
@@ -76,4 +78,37 @@ func TestRunWithDeps(t *testing.T) {
 		t.Fatalf("detections %+v (want detected at the injected clock's %s)", out, at)
 	}
 	stop()
+}
+
+// TestConfigProvider: the execution provider settings come from the environment; an unknown
+// provider or fallback is refused by name, and the fallback is off unless asked for.
+func TestConfigProvider(t *testing.T) {
+	base := map[string]string{"STREAMDET_KAFKA_BROKERS": "127.0.0.1:9092", "STREAMDET_MINIO_ENDPOINT": "127.0.0.1:9000",
+		"STREAMDET_MINIO_ACCESS_KEY": "access", "STREAMDET_MINIO_SECRET_KEY": "secret-key", "STREAMDET_MODEL_PATH": "m.onnx"}
+	env := func(kv ...string) envconf.Env {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return envconf.Map(m)
+	}
+	c, err := ConfigFromEnv(env())
+	if err != nil || c.Engine.Provider.Name != engine.ProviderCPU || c.Engine.Provider.FallbackCPU {
+		t.Fatalf("defaults: %+v, %v", c.Engine.Provider, err)
+	}
+	c, err = ConfigFromEnv(env("STREAMDET_ENGINE_PROVIDER", "TensorRT", "STREAMDET_ENGINE_DEVICE_ID", "1", "STREAMDET_ENGINE_TRT_FP16", "true",
+		"STREAMDET_ENGINE_TRT_CACHE_DIR", "/var/cache/trt", "STREAMDET_ENGINE_PROVIDER_FALLBACK", "cpu"))
+	want := engine.ProviderConfig{Name: engine.ProviderTensorRT, DeviceID: 1, TensorRTFP16: true, TensorRTCacheDir: "/var/cache/trt", OpenVINODevice: "CPU", FallbackCPU: true}
+	if err != nil || c.Engine.Provider != want {
+		t.Fatalf("tensorrt: %+v, %v; want %+v", c.Engine.Provider, err, want)
+	}
+	_, err = ConfigFromEnv(env("STREAMDET_ENGINE_PROVIDER", "vulkan", "STREAMDET_ENGINE_PROVIDER_FALLBACK", "gpu", "STREAMDET_ENGINE_DEVICE_ID", "99"))
+	for _, w := range []string{`execution provider "vulkan": want one of cpu, cuda, tensorrt, openvino`, `STREAMDET_ENGINE_PROVIDER_FALLBACK "gpu"`, "device id 99"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error %v does not name %s", err, w)
+		}
+	}
 }

@@ -51,6 +51,8 @@ type Config struct {
 	// a full-size bilinear resize aliases, so scores of borderline objects can move (see
 	// docs/benchmarks.md); set FullDecode to reproduce an OpenCV full-size pipeline exactly.
 	FullDecode bool
+	// Provider is the execution provider and its settings. Default: the CPU.
+	Provider ProviderConfig
 	// Limits bound the frames accepted. Default imaging.DefaultLimits.
 	Limits imaging.Limits
 	// LibraryPath is the ONNX Runtime shared library. Default DefaultLibraryPath().
@@ -82,6 +84,7 @@ func (c Config) withDefaults() Config {
 	if c.LibraryPath == "" {
 		c.LibraryPath = DefaultLibraryPath()
 	}
+	c.Provider = c.Provider.withDefaults()
 	return c
 }
 
@@ -113,6 +116,7 @@ func (c Config) Validate() error {
 	if c.InputWidth < 0 || c.InputHeight < 0 || c.InputWidth%32 != 0 || c.InputHeight%32 != 0 {
 		errs = append(errs, fmt.Errorf("input size %d×%d: must be positive multiples of 32", c.InputWidth, c.InputHeight))
 	}
+	errs = append(errs, c.Provider.Validate())
 	return errors.Join(errs...)
 }
 
@@ -127,6 +131,10 @@ type Info struct {
 	InputName    string
 	OutputName   string
 	OutputShape  []int64 // as declared; -1 for dynamic dimensions
+	// Provider is the execution provider the sessions run on; Fallback, when not empty, says
+	// why that is the CPU rather than the provider asked for (Config.Provider.FallbackCPU).
+	Provider Provider
+	Fallback string
 }
 
 // Timing is where one frame's time went, in milliseconds. For a frame of a batch, Infer is the
@@ -188,21 +196,46 @@ func New(model []byte, cfg Config) (*Engine, error) {
 	}
 	info.SHA256 = hex.EncodeToString(sum[:])
 	e := &Engine{cfg: cfg, info: info, decode: dec, fam: info.Format.family(), pool: make(chan *worker, cfg.Sessions)}
-	opts, err := sessionOptions(cfg)
+	e.info.Provider = cfg.Provider.Name
+	err = e.startSessions(model, cfg)
+	if err != nil && cfg.Provider.Name != ProviderCPU && cfg.Provider.FallbackCPU {
+		// Asked for: run on the CPU, and say so (the caller logs Info.Fallback).
+		cpu := cfg
+		cpu.Provider.Name = ProviderCPU
+		e.info.Provider, e.info.Fallback = ProviderCPU, err.Error()
+		err = e.startSessions(model, cpu)
+	}
 	if err != nil {
 		return nil, err
+	}
+	return e, nil
+}
+
+// startSessions creates cfg.Sessions sessions with cfg's options; on an error it closes those
+// it created and leaves the pool empty.
+func (e *Engine) startSessions(model []byte, cfg Config) error {
+	opts, err := sessionOptions(cfg)
+	if err != nil {
+		return err
 	}
 	defer opts.Destroy()
 	for i := 0; i < cfg.Sessions; i++ {
 		w, err := e.newWorker(model, opts)
 		if err != nil {
-			e.Close()
-			return nil, err
+			for _, w := range e.all {
+				<-e.pool
+				w.close()
+			}
+			e.all = nil
+			if cfg.Provider.Name != ProviderCPU {
+				return fmt.Errorf("%w: %s: %v", ErrProvider, cfg.Provider.Name, err)
+			}
+			return err
 		}
 		e.all = append(e.all, w)
 		e.pool <- w
 	}
-	return e, nil
+	return nil
 }
 
 func sessionOptions(cfg Config) (*ort.SessionOptions, error) {
@@ -219,9 +252,13 @@ func sessionOptions(cfg Config) (*ort.SessionOptions, error) {
 		func() error { return o.SetInterOpNumThreads(1) },
 		func() error { return o.AddSessionConfigEntry("session.intra_op.allow_spinning", spin) },
 		func() error { return o.AddSessionConfigEntry("session.inter_op.allow_spinning", spin) },
+		func() error { return appendProvider(o, cfg.Provider, cfg.LibraryPath) },
 	} {
 		if err := step(); err != nil {
 			o.Destroy()
+			if errors.Is(err, ErrProvider) {
+				return nil, err
+			}
 			return nil, fmt.Errorf("engine: session options: %w", err)
 		}
 	}
