@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu cover
+.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -109,6 +109,7 @@ test: ## lint, unit tests, then integration tests against the real local stack
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory vuln
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory coco-reference
 	@FUZZTIME=20s $(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory images
 	@started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
@@ -146,6 +147,12 @@ bench: ## engine benchmarks (see docs/benchmarks.md)
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -bench 'EngineVsRaw|Stages' -benchtime 40x -count 6 -timeout 60m \
 	  ./services/detect/engine/ | tee .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
+
+coco-reference: ## recompute the COCO mAP fixture's numbers with pycocotools (pinned, in .cache/pyeval) and check tools/eval against them
+	@if [[ ! -x .cache/pyeval/bin/python || tools/eval/testdata/coco/requirements.txt -nt .cache/pyeval/stamp ]]; then \
+	  rm -rf .cache/pyeval && python3 -m venv .cache/pyeval && \
+	  .cache/pyeval/bin/pip install -q --disable-pip-version-check -r tools/eval/testdata/coco/requirements.txt && touch .cache/pyeval/stamp; fi
+	STREAMDET_PYCOCOTOOLS=$(CURDIR)/.cache/pyeval/bin/python $(GO) test -count=1 -run 'Pycocotools' -v ./tools/eval/
 
 test-gpu: ## the CUDA and TensorRT execution providers on this machine's NVIDIA GPU (ONNXRUNTIME_LIB: the onnxruntime-gpu library); says why it skips without one
 	eval "$$($(STACK) env)" && STREAMDET_TEST_GPU=1 $(GO) test -count=1 -v -run 'TestGPUProvider' ./services/detect/engine/

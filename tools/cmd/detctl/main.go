@@ -25,6 +25,7 @@ type command struct {
 
 var commands = map[string]command{
 	"detect":  {"run a detector on image files and print one JSON object per image", runDetect},
+	"eval":    {"compare model versions on frames: latency, throughput, size, memory, agreement with a baseline, COCO mAP", runEval},
 	"plan":    {"size a deployment (partitions, replicas, cores) for N cameras at F fps, measuring the model here", runPlan},
 	"model":   {"the model registry: push, ls, show, rm", subcommands("model", modelCommands)},
 	"dev":     {"run the whole pipeline in-process on embedded Kafka, S3 and Redis", runDev},
