@@ -12,6 +12,8 @@ require (
 	github.com/streamdet/streamdet/services/detect v0.0.0-00010101000000-000000000000
 	github.com/yalue/onnxruntime_go v1.27.0
 	go.opentelemetry.io/proto/otlp v1.11.1
+	golang.org/x/image v0.48.0
+	gonum.org/v1/plot v0.17.0
 	google.golang.org/protobuf v1.36.12
 )
 
@@ -41,9 +43,7 @@ require (
 	github.com/tklauser/numcpus v0.10.0 // indirect
 	github.com/yusufpapurcu/wmi v1.2.4 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
-	golang.org/x/image v0.48.0 // indirect
 	golang.org/x/sync v0.25.0 // indirect
-	gonum.org/v1/plot v0.17.0 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
 )
 

@@ -59,6 +59,29 @@ type Manifest struct {
 	Created     time.Time `json:"created"`
 	Notes       string    `json:"notes,omitempty"`
 	Source      string    `json:"source,omitempty"`
+	// Lineage says how this version was made from another (detctl optimize); nil for a version
+	// pushed as it came.
+	Lineage *Lineage `json:"lineage,omitempty"`
+}
+
+// Lineage is where a derived version came from and what made it.
+type Lineage struct {
+	Parent      string            `json:"parent"`           // version of the same model
+	Method      string            `json:"method"`           // e.g. int8-static, fp16
+	Params      map[string]any    `json:"params,omitempty"` // the method's parameters as applied
+	Calibration *Calibration      `json:"calibration,omitempty"`
+	Tools       map[string]string `json:"tools,omitempty"` // tool → version
+	// ReportSHA256 is the digest of report.json, stored beside the manifest: the evaluation
+	// that admitted this version.
+	ReportSHA256 string `json:"report_sha256,omitempty"`
+}
+
+// Calibration describes the frames a quantized version was calibrated on.
+type Calibration struct {
+	Count  int    `json:"count"`
+	Source string `json:"source"`
+	// Digest is the sha256 of the sorted list of the frames' sha256s.
+	Digest string `json:"digest"`
 }
 
 // ValidName reports whether s can be a model name or version: the identifier grammar of
@@ -100,12 +123,25 @@ func New(ctx context.Context, store Store, bucket string) (*Registry, error) {
 func key(name, version, file string) string { return name + "/" + version + "/" + file }
 
 // Push stores a new version: the model, then its manifest (whose presence makes the version
-// exist). The manifest's digest and size are computed here.
+// exist). The manifest's digest and size are computed here. PushWithReport also stores an
+// evaluation report beside them.
 //
 // With a ledger the digest is recorded there first. Then the model and the manifest are each
 // created only if absent (If-None-Match: *), so of two concurrent pushes of a version one fails
 // with ErrExists.
 func (r *Registry) Push(ctx context.Context, m Manifest, model []byte) (Manifest, error) {
+	return r.PushWithReport(ctx, m, model, nil)
+}
+
+// MaxReportBytes bounds a version's report.json.
+const MaxReportBytes = 4 << 20
+
+// PushWithReport is Push with report.json (any JSON document, at most MaxReportBytes) stored
+// before the manifest, its digest in m.Lineage.ReportSHA256 when m has a lineage.
+func (r *Registry) PushWithReport(ctx context.Context, m Manifest, model, report []byte) (Manifest, error) {
+	if report != nil && (len(report) > MaxReportBytes || !json.Valid(report)) {
+		return m, fmt.Errorf("registry: report of %s/%s: not JSON or over %d bytes", m.Name, m.Version, MaxReportBytes)
+	}
 	if err := contract.CheckIDs("model name", m.Name, "model version", m.Version); err != nil {
 		return m, fmt.Errorf("registry: %w", err)
 	}
@@ -126,6 +162,15 @@ func (r *Registry) Push(ctx context.Context, m Manifest, model []byte) (Manifest
 	}
 	if err := r.create(ctx, key(m.Name, m.Version, "model.onnx"), model, "application/octet-stream"); err != nil {
 		return m, err
+	}
+	if report != nil {
+		if m.Lineage != nil {
+			rs := sha256.Sum256(report)
+			m.Lineage.ReportSHA256 = hex.EncodeToString(rs[:])
+		}
+		if err := r.create(ctx, key(m.Name, m.Version, "report.json"), report, "application/json"); err != nil {
+			return m, err
+		}
 	}
 	b, _ := json.MarshalIndent(m, "", "  ")
 	return m, r.create(ctx, key(m.Name, m.Version, "manifest.json"), b, "application/json")
@@ -160,6 +205,18 @@ func (r *Registry) Manifest(ctx context.Context, name, version string) (Manifest
 		return Manifest{}, fmt.Errorf("registry: manifest %s/%s: %w", name, version, err)
 	}
 	return m, nil
+}
+
+// Report returns a version's report.json; ErrNotFound when it has none.
+func (r *Registry) Report(ctx context.Context, name, version string) ([]byte, error) {
+	if err := contract.CheckIDs("model name", name, "model version", version); err != nil {
+		return nil, fmt.Errorf("registry: %w", err)
+	}
+	b, err := r.store.Get(ctx, r.bucket, key(name, version, "report.json"), MaxReportBytes)
+	if errors.Is(err, objstore.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s/%s report.json", ErrNotFound, name, version)
+	}
+	return b, err
 }
 
 // Fetch returns a version's model bytes after checking them against the manifest's digest.
@@ -231,8 +288,8 @@ func (r *Registry) Delete(ctx context.Context, name, version string) error {
 	if _, err := r.Manifest(ctx, name, version); err != nil {
 		return err
 	}
-	for _, f := range []string{"manifest.json", "model.onnx"} {
-		if err := r.store.Remove(ctx, r.bucket, key(name, version, f)); err != nil {
+	for _, f := range []string{"manifest.json", "model.onnx", "report.json"} {
+		if err := r.store.Remove(ctx, r.bucket, key(name, version, f)); err != nil && !(f == "report.json" && errors.Is(err, objstore.ErrNotFound)) {
 			return fmt.Errorf("registry: delete %s/%s/%s: %w", name, version, f, err)
 		}
 	}

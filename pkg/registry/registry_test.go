@@ -93,3 +93,51 @@ func TestRegistry(t *testing.T) {
 		t.Fatalf("after delete: %v", err)
 	}
 }
+
+// TestLineageAndReport: a derived version keeps its lineage in the manifest and its evaluation
+// report beside it, the report's digest in the lineage; deleting the version removes the report.
+func TestLineageAndReport(t *testing.T) {
+	ctx := context.Background()
+	store, _ := testenv.FakeS3(t)
+	reg, err := registry.New(ctx, store, "models")
+	if err != nil {
+		t.Fatal(err)
+	}
+	model := bytes.Repeat([]byte{7}, 100)
+	if _, err := reg.Push(ctx, registry.Manifest{Name: "coco", Version: "1"}, model); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Report(ctx, "coco", "1"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("report of a version without one: %v", err)
+	}
+	lin := &registry.Lineage{Parent: "1", Method: "int8-static", Params: map[string]any{"calibrate": "minmax"},
+		Calibration: &registry.Calibration{Count: 200, Source: "augmented", Digest: "ab"}, Tools: map[string]string{"onnxruntime": "1.30.0"}}
+	report := []byte(`{"agreement":{"f1":0.97}}`)
+	m, err := reg.PushWithReport(ctx, registry.Manifest{Name: "coco", Version: "2", Lineage: lin}, model, report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := reg.Manifest(ctx, "coco", "2")
+	if err != nil || got.Lineage == nil || got.Lineage.Parent != "1" || got.Lineage.Calibration.Count != 200 ||
+		got.Lineage.ReportSHA256 != m.Lineage.ReportSHA256 || len(got.Lineage.ReportSHA256) != 64 {
+		t.Fatalf("manifest %+v, %v", got.Lineage, err)
+	}
+	if b, err := reg.Report(ctx, "coco", "2"); err != nil || !bytes.Equal(b, report) {
+		t.Fatalf("report %q, %v", b, err)
+	}
+	if _, err := reg.PushWithReport(ctx, registry.Manifest{Name: "coco", Version: "3"}, model, []byte("{not json")); err == nil {
+		t.Fatal("a report that is not JSON was stored")
+	}
+	if _, err := reg.Manifest(ctx, "coco", "3"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("version 3 exists after its refused push: %v", err)
+	}
+	if err := reg.Delete(ctx, "coco", "2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reg.Report(ctx, "coco", "2"); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("report after delete: %v", err)
+	}
+	if err := reg.Delete(ctx, "coco", "1"); err != nil {
+		t.Fatalf("delete of a version without a report: %v", err)
+	}
+}

@@ -392,6 +392,22 @@ func (e *Engine) detectOne(w *worker, frame []byte) (Result, error) {
 	return res, nil
 }
 
+// Input returns the input tensor the engine makes from a frame — decoded, letterboxed, in the
+// model's channel order, scaling and NCHW layout — and its shape [1, 3, height, width]: what a
+// calibration tool must see to quantize the model for the frames it will serve.
+func (e *Engine) Input(ctx context.Context, frame []byte) ([]float32, []int64, error) {
+	w, err := e.acquire(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() { e.pool <- w }()
+	dst := make([]float32, 3*e.info.InputWidth*e.info.InputHeight)
+	if _, err := e.prepare(w, frame, dst); err != nil {
+		return nil, nil, err
+	}
+	return dst, []int64{1, 3, int64(e.info.InputHeight), int64(e.info.InputWidth)}, nil
+}
+
 // prepared is a frame decoded and letterboxed into the input tensor.
 type prepared struct {
 	cfg     imaging.Config

@@ -282,3 +282,24 @@ func TestInferOnly(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// TestInput: the tensor Input returns is the one Detect feeds the model (same detections when
+// run bare), with the padding written.
+func TestInput(t *testing.T) {
+	e := yoloxEngine(t)
+	img := readImage(t, "dog.jpg")
+	in, shape, err := e.Input(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(shape) != 4 || shape[0] != 1 || shape[1] != 3 || shape[2] != 416 || shape[3] != 416 || len(in) != 3*416*416 {
+		t.Fatalf("shape %v, %d values", shape, len(in))
+	}
+	// dog.jpg is 768×576: letterboxed top-left, the bottom rows are padding (114, BGR unscaled).
+	if last := in[len(in)-1]; last != 114 {
+		t.Errorf("last value %v, want the padding 114", last)
+	}
+	if _, _, err := e.Input(context.Background(), []byte("not an image")); err == nil {
+		t.Error("garbage accepted")
+	}
+}

@@ -5,11 +5,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/registry"
 	"github.com/streamdet/streamdet/pkg/testenv"
 	"github.com/streamdet/streamdet/tools/eval"
 )
@@ -87,5 +90,24 @@ func TestEvalCommand(t *testing.T) {
 	a := v8.Agreement
 	if a == nil || a.Frames != 3 || a.All.Baseline == 0 || a.All.Matched == 0 || a.All.F1() <= 0 || a.All.F1() >= 1 || a.MeanIoU < 0.5 || v8.COCO == nil {
 		t.Errorf("yolov8n_int8 against yolox_nano: %+v, COCO %+v", a, v8.COCO)
+	}
+}
+
+func TestLineageTree(t *testing.T) {
+	m := func(v, parent string) registry.Manifest {
+		r := registry.Manifest{Name: "coco", Version: v}
+		if parent != "" {
+			r.Lineage = &registry.Lineage{Parent: parent, Method: "int8-static"}
+		}
+		return r
+	}
+	rows := lineageTree([]registry.Manifest{m("1", ""), m("1-fp16", "1-int8"), m("1-int8", "1"), m("2", ""), m("3", "9"), m("x", "y"), m("y", "x")})
+	var got []string
+	for _, r := range rows {
+		got = append(got, fmt.Sprintf("%d:%s", r.depth, r.m.Version))
+	}
+	want := "0:1 1:1-int8 2:1-fp16 0:2 0:3 0:x 1:y" // an unknown parent stays at the top; a cycle is listed once
+	if strings.Join(got, " ") != want {
+		t.Errorf("tree %v, want %s", got, want)
 	}
 }

@@ -24,19 +24,20 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"detect":  {"run a detector on image files and print one JSON object per image", runDetect},
-	"eval":    {"compare model versions on frames: latency, throughput, size, memory, agreement with a baseline, COCO mAP", runEval},
-	"plan":    {"size a deployment (partitions, replicas, cores) for N cameras at F fps, measuring the model here", runPlan},
-	"model":   {"the model registry: push, ls, show, rm", subcommands("model", modelCommands)},
-	"dev":     {"run the whole pipeline in-process on embedded Kafka, S3 and Redis", runDev},
-	"produce": {"publish images, folders or a sampled video as raw frames", runProduce},
-	"tail":    {"follow the detections topic, one readable line (or --json) per frame, with its trace id", runTail},
-	"trace":   {"print a frame's trace (ingest → detect → sink) from Jaeger as a waterfall", runTrace},
-	"dlq":     {"dead letters: ls, replay", subcommands("dlq", dlqCommands)},
-	"demo":    {"run the pipeline in-process, send it frames, print what it found", runDemo},
-	"bench":   {"drive the running pipeline with frames: throughput, end-to-end latency, loss, CPU per frame per process", runBench},
-	"route":   {"model routing: set, get, promote, rollback, stats", subcommands("route", routeCommands)},
-	"version": {"print the version", func(context.Context, []string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
+	"detect":   {"run a detector on image files and print one JSON object per image", runDetect},
+	"optimize": {"make an optimised version (int8, fp16, graph) with ONNX Runtime's tooling, kept only if it passes the gates", runOptimize},
+	"eval":     {"compare model versions on frames: latency, throughput, size, memory, agreement with a baseline, COCO mAP", runEval},
+	"plan":     {"size a deployment (partitions, replicas, cores) for N cameras at F fps, measuring the model here", runPlan},
+	"model":    {"the model registry: push, ls, show, rm", subcommands("model", modelCommands)},
+	"dev":      {"run the whole pipeline in-process on embedded Kafka, S3 and Redis", runDev},
+	"produce":  {"publish images, folders or a sampled video as raw frames", runProduce},
+	"tail":     {"follow the detections topic, one readable line (or --json) per frame, with its trace id", runTail},
+	"trace":    {"print a frame's trace (ingest → detect → sink) from Jaeger as a waterfall", runTrace},
+	"dlq":      {"dead letters: ls, replay", subcommands("dlq", dlqCommands)},
+	"demo":     {"run the pipeline in-process, send it frames, print what it found", runDemo},
+	"bench":    {"drive the running pipeline with frames: throughput, end-to-end latency, loss, CPU per frame per process", runBench},
+	"route":    {"model routing: set, get, promote, rollback, stats", subcommands("route", routeCommands)},
+	"version":  {"print the version", func(context.Context, []string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 }
 
 var version = "dev"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -81,10 +82,15 @@ func listModels(ctx context.Context, c *clients, name string, stdout io.Writer) 
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tINPUT\tCLASSES\tSIZE\tSHA256\tCREATED\tNOTES")
-	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%dx%d\t%d\t%d\t%.12s\t%s\t%s\n", m.Name, m.Version, m.Format, m.InputWidth, m.InputHeight,
-			len(m.Names), m.Size, m.SHA256, m.Created.Format(time.RFC3339), m.Notes)
+	fmt.Fprintln(tw, "NAME\tVERSION\tFORMAT\tINPUT\tCLASSES\tSIZE\tSHA256\tCREATED\tMADE BY\tNOTES")
+	for _, r := range lineageTree(ms) {
+		m := r.m
+		made := ""
+		if l := m.Lineage; l != nil {
+			made = l.Method + " of " + l.Parent
+		}
+		fmt.Fprintf(tw, "%s\t%s%s\t%s\t%dx%d\t%d\t%d\t%.12s\t%s\t%s\t%s\n", m.Name, strings.Repeat("  ", r.depth)+treeMark(r.depth), m.Version,
+			m.Format, m.InputWidth, m.InputHeight, len(m.Names), m.Size, m.SHA256, m.Created.Format(time.RFC3339), made, m.Notes)
 	}
 	return tw.Flush()
 }
@@ -100,6 +106,11 @@ func runModelShow(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			return err
 		}
 		out := map[string]any{"manifest": m}
+		if rep, err := c.reg.Report(ctx, args[0], args[1]); err == nil {
+			out["report"] = json.RawMessage(rep)
+		} else if !errors.Is(err, registry.ErrNotFound) {
+			return err
+		}
 		if c.routes != nil {
 			if st, err := c.routes.Statuses(ctx, args[0]); err == nil {
 				if s, ok := st[args[1]]; ok {
@@ -150,4 +161,58 @@ func pushModel(ctx context.Context, reg *registry.Registry, m registry.Manifest,
 	info := eng.Info()
 	m.Format, m.InputWidth, m.InputHeight, m.Names = string(info.Format), info.InputWidth, info.InputHeight, info.Names
 	return reg.Push(ctx, m, data)
+}
+
+type treeRow struct {
+	m     registry.Manifest
+	depth int
+}
+
+func treeMark(depth int) string {
+	if depth == 0 {
+		return ""
+	}
+	return "└ "
+}
+
+// lineageTree orders each model's versions as a tree: a version made from another (its
+// lineage's parent, same model) is listed under it, indented; the rest keep the registry's order.
+func lineageTree(ms []registry.Manifest) []treeRow {
+	type key struct{ name, version string }
+	have := map[key]bool{}
+	for _, m := range ms {
+		have[key{m.Name, m.Version}] = true
+	}
+	children := map[key][]registry.Manifest{}
+	var roots []registry.Manifest
+	for _, m := range ms {
+		if l := m.Lineage; l != nil && have[key{m.Name, l.Parent}] && l.Parent != m.Version {
+			children[key{m.Name, l.Parent}] = append(children[key{m.Name, l.Parent}], m)
+			continue
+		}
+		roots = append(roots, m)
+	}
+	var out []treeRow
+	seen := map[key]bool{}
+	var walk func(m registry.Manifest, depth int)
+	walk = func(m registry.Manifest, depth int) {
+		k := key{m.Name, m.Version}
+		if seen[k] {
+			return
+		}
+		seen[k] = true
+		out = append(out, treeRow{m, depth})
+		for _, c := range children[k] {
+			walk(c, depth+1)
+		}
+	}
+	for _, m := range roots {
+		walk(m, 0)
+	}
+	for _, m := range ms { // a cycle of parents: list what is left flat
+		if !seen[key{m.Name, m.Version}] {
+			walk(m, 0)
+		}
+	}
+	return out
 }
