@@ -222,6 +222,23 @@ func evalModel(ctx context.Context, ref string, cfg engine.Config, frames []fram
 	return row, nil
 }
 
+// loadModel reads the class names file (if any) into cfg, then the model (loadModelRef); errors
+// name the model.
+func loadModel(ctx context.Context, ref, namesFile string, cfg engine.Config) ([]byte, engine.Config, error) {
+	if namesFile != "" {
+		b, err := os.ReadFile(namesFile)
+		if err != nil {
+			return nil, cfg, err
+		}
+		cfg.Names = engine.ReadNames(b)
+	}
+	data, cfg, err := loadModelRef(ctx, ref, cfg)
+	if err != nil {
+		return nil, cfg, fmt.Errorf("%s: %w", ref, err)
+	}
+	return data, cfg, nil
+}
+
 // loadModelRef reads a model file, or fetches NAME@VERSION from the registry (its format, input
 // size and names then come from the manifest).
 func loadModelRef(ctx context.Context, ref string, cfg engine.Config) ([]byte, engine.Config, error) {

@@ -26,6 +26,7 @@ type command struct {
 var commands = map[string]command{
 	"detect":   {"run a detector on image files and print one JSON object per image", runDetect},
 	"optimize": {"make an optimised version (int8, fp16, graph) with ONNX Runtime's tooling, kept only if it passes the gates", runOptimize},
+	"dataset":  {"datasets for training elsewhere: export (teacher labels in YOLO and COCO formats)", subcommands("dataset", datasetCommands)},
 	"eval":     {"compare model versions on frames: latency, throughput, size, memory, agreement with a baseline, COCO mAP", runEval},
 	"plan":     {"size a deployment (partitions, replicas, cores) for N cameras at F fps, measuring the model here", runPlan},
 	"model":    {"the model registry: push, ls, show, rm", subcommands("model", modelCommands)},

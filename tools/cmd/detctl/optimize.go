@@ -118,17 +118,9 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	fail := func(err error) int { fmt.Fprintln(stderr, "detctl optimize:", err); return 1 }
 
-	cfg := engine.Config{Format: engine.FormatAuto, Sessions: 1, IntraOpThreads: *threads}
-	if *names != "" {
-		b, err := os.ReadFile(*names)
-		if err != nil {
-			return fail(err)
-		}
-		cfg.Names = engine.ReadNames(b)
-	}
-	parentData, cfg, err := loadModelRef(ctx, *model, cfg)
+	parentData, cfg, err := loadModel(ctx, *model, *names, engine.Config{Format: engine.FormatAuto, Sessions: 1, IntraOpThreads: *threads})
 	if err != nil {
-		return fail(fmt.Errorf("%s: %w", *model, err))
+		return fail(err)
 	}
 	regName, regVersion, fromRegistry := registryRef(*model)
 	src, err := evalFrames(ctx, paths, *fps)
