@@ -207,6 +207,18 @@ func (r *Registry) Manifest(ctx context.Context, name, version string) (Manifest
 	return m, nil
 }
 
+// AddReport stores report.json for an existing version that has none (detctl eval --save);
+// ErrExists when it has one (reports, like versions, are never overwritten).
+func (r *Registry) AddReport(ctx context.Context, name, version string, report []byte) error {
+	if len(report) > MaxReportBytes || !json.Valid(report) {
+		return fmt.Errorf("registry: report of %s/%s: not JSON or over %d bytes", name, version, MaxReportBytes)
+	}
+	if _, err := r.Manifest(ctx, name, version); err != nil {
+		return err
+	}
+	return r.create(ctx, key(name, version, "report.json"), report, "application/json")
+}
+
 // Report returns a version's report.json; ErrNotFound when it has none.
 func (r *Registry) Report(ctx context.Context, name, version string) ([]byte, error) {
 	if err := contract.CheckIDs("model name", name, "model version", version); err != nil {

@@ -131,6 +131,15 @@ func TestLineageAndReport(t *testing.T) {
 	if _, err := reg.Manifest(ctx, "coco", "3"); !errors.Is(err, registry.ErrNotFound) {
 		t.Fatalf("version 3 exists after its refused push: %v", err)
 	}
+	if err := reg.AddReport(ctx, "coco", "2", []byte(`{}`)); !errors.Is(err, registry.ErrExists) {
+		t.Fatalf("second report of a version: %v", err)
+	}
+	if err := reg.AddReport(ctx, "coco", "1", []byte(`{"eval":1}`)); err != nil {
+		t.Fatalf("report added to version 1: %v", err)
+	}
+	if err := reg.AddReport(ctx, "coco", "9", []byte(`{}`)); !errors.Is(err, registry.ErrNotFound) {
+		t.Fatalf("report of a missing version: %v", err)
+	}
 	if err := reg.Delete(ctx, "coco", "2"); err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +147,6 @@ func TestLineageAndReport(t *testing.T) {
 		t.Fatalf("report after delete: %v", err)
 	}
 	if err := reg.Delete(ctx, "coco", "1"); err != nil {
-		t.Fatalf("delete of a version without a report: %v", err)
+		t.Fatalf("delete of a version with an added report: %v", err)
 	}
 }

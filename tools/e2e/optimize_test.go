@@ -61,6 +61,15 @@ func TestIntegrationOptimize(t *testing.T) {
 		t.Errorf("model ls does not show the version under its parent:\n%s", ls)
 	}
 
+	// detctl eval --save stores the evaluation as the report of a version that has none.
+	out = mustDetctl(t, env, "eval", "--save", "--threads", "1", "--model", model+"@1", "--model", model+"@1-int8-static", images)
+	if !strings.Contains(out, "saved the report of "+model+"/1") || !strings.Contains(out, model+"/1-int8-static has a report already: kept") {
+		t.Errorf("eval --save:\n%s", out)
+	}
+	if show := mustDetctl(t, env, "model", "show", model, "1"); !strings.Contains(show, `"report"`) || !strings.Contains(show, `"latency_p50_ms"`) {
+		t.Errorf("model show of version 1 after eval --save:\n%s", show)
+	}
+
 	// A gate that cannot pass: nothing pushed, non-zero exit, the failed gate named.
 	out, code := detctl(t, env, "optimize", "--model", model+"@1", "--method", "graph", "--augment", "--holdout", "6", "--min-speedup", "10", images)
 	if code == 0 || !strings.Contains(out, "kept nothing") || !strings.Contains(out, "--min-speedup 10.00×") {

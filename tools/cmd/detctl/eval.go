@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/registry"
 	"github.com/streamdet/streamdet/services/detect/engine"
 	"github.com/streamdet/streamdet/tools/bench"
 	"github.com/streamdet/streamdet/tools/eval"
@@ -59,6 +60,7 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	matchIoU := fs.Float64("match-iou", 0.5, "IoU at which two versions' boxes of the same class agree")
 	fps := fs.Float64("fps", 2, "frames per second sampled from videos")
 	jsonOut := fs.String("json", "", "write the report as JSON to this file (- for stdout)")
+	save := fs.Bool("save", false, "store each registry version's row as its report.json in the registry (versions that have none)")
 	paths, err := parse(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -135,6 +137,11 @@ func runEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		rows = append(rows, row)
 	}
 	printEval(stdout, rows)
+	if *save {
+		if err := saveReports(ctx, rows, len(frames), *conf, stdout); err != nil {
+			return fail(err)
+		}
+	}
 	if *jsonOut != "" {
 		b, _ := json.MarshalIndent(map[string]any{"frames": len(frames), "conf": *conf, "versions": rows}, "", "  ")
 		b = append(b, '\n')
@@ -349,4 +356,32 @@ func peakRSSMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// saveReports stores the rows of registry versions as their report.json (never overwriting one).
+func saveReports(ctx context.Context, rows []*evalVersion, frames int, conf float64, stdout io.Writer) error {
+	var c *clients
+	for _, r := range rows {
+		name, version, ok := registryRef(r.Model)
+		if !ok {
+			continue
+		}
+		if c == nil {
+			var err error
+			if c, err = connect(ctx, false); err != nil {
+				return err
+			}
+			defer c.close()
+		}
+		b, _ := json.MarshalIndent(map[string]any{"eval": r, "frames": frames, "conf": conf, "created": time.Now().UTC()}, "", "  ")
+		switch err := c.reg.AddReport(ctx, name, version, b); {
+		case errors.Is(err, registry.ErrExists):
+			fmt.Fprintf(stdout, "%s/%s has a report already: kept\n", name, version)
+		case err != nil:
+			return err
+		default:
+			fmt.Fprintf(stdout, "saved the report of %s/%s\n", name, version)
+		}
+	}
+	return nil
 }
