@@ -159,10 +159,19 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
-// evalFrames reads images and folders, and samples videos at fps.
+// evalFrames reads images and folders, samples videos at fps, and samples the pipeline's own
+// stored frames for "pipeline:N".
 func evalFrames(ctx context.Context, paths []string, fps float64) ([]frame, error) {
 	var out []frame
 	for _, p := range paths {
+		if strings.HasPrefix(p, pipelinePrefix) {
+			fr, err := pipelineSource(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, fr...)
+			continue
+		}
 		if !isVideo(p) {
 			fr, err := loadFrames([]string{p})
 			if err != nil {
