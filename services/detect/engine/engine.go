@@ -228,7 +228,7 @@ func (e *Engine) startSessions(model []byte, cfg Config) error {
 			}
 			e.all = nil
 			if cfg.Provider.Name != ProviderCPU {
-				return fmt.Errorf("%w: %s: %v", ErrProvider, cfg.Provider.Name, err)
+				return fmt.Errorf("%w: %s: %w", ErrProvider, cfg.Provider.Name, err) // and still ErrModel when it is one
 			}
 			return err
 		}

@@ -255,6 +255,15 @@ func loadModel(ctx context.Context, ref, namesFile string, cfg engine.Config) ([
 	return data, cfg, nil
 }
 
+// registryRef splits NAME@VERSION: a reference that is not an existing file, has no
+// ",format=" and has an @.
+func registryRef(ref string) (name, version string, ok bool) {
+	if _, err := os.Stat(ref); err == nil || strings.Contains(ref, ",format=") {
+		return "", "", false
+	}
+	return strings.Cut(ref, "@")
+}
+
 // loadModelRef reads a model file, or fetches NAME@VERSION from the registry (its format, input
 // size and names then come from the manifest).
 func loadModelRef(ctx context.Context, ref string, cfg engine.Config) ([]byte, engine.Config, error) {
@@ -267,21 +276,19 @@ func loadModelRef(ctx context.Context, ref string, cfg engine.Config) ([]byte, e
 		b, err := os.ReadFile(path)
 		return b, cfg, err
 	}
-	if _, err := os.Stat(ref); err == nil || !strings.Contains(ref, "@") {
+	name, version, ok := registryRef(ref)
+	if !ok {
 		b, err := os.ReadFile(ref)
 		return b, cfg, err
 	}
-	name, version, _ := strings.Cut(ref, "@")
-	if err := contract.CheckID("model name", name); err != nil {
-		return nil, cfg, err
-	}
-	if err := contract.CheckID("model version", version); err != nil {
+	if err := contract.CheckIDs("model name", name, "model version", version); err != nil {
 		return nil, cfg, err
 	}
 	c, err := connect(ctx, false)
 	if err != nil {
 		return nil, cfg, err
 	}
+	defer c.close()
 	data, man, err := c.reg.Fetch(ctx, name, version)
 	if err != nil {
 		return nil, cfg, err

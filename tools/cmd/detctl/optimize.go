@@ -278,14 +278,6 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	return 0
 }
 
-// registryRef splits NAME@VERSION (not an existing file).
-func registryRef(ref string) (name, version string, ok bool) {
-	if _, err := os.Stat(ref); err == nil || strings.Contains(ref, ",format=") {
-		return "", "", false
-	}
-	return strings.Cut(ref, "@")
-}
-
 // compareVersions runs parent and child on the held-out frames, interleaved frame by frame (two
 // passes) so both see the same machine, and compares their detections.
 func compareVersions(ctx context.Context, parent, child *engine.Engine, holdout []frame) (optimizeReport, error) {
