@@ -6,7 +6,8 @@
 #   STREAMDET_NAMES         class names file         (default ../shared/models/coco.names if present)
 #   DETECT_REPLICAS         detect processes in one consumer group (default 1); with N, each gets
 #                           GOMAXPROCS = cores ÷ N (so one session per core in all) and the
-#                           address 127.0.0.1:8082+100·i — the scale-out measurement of docs/benchmarks.md
+#                           address of STREAMDET_DETECT_ADDR with port +100·i — the scale-out
+#                           measurement of docs/benchmarks.md
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
@@ -26,31 +27,38 @@ export STREAMDET_INGEST_EVENT_BUCKETS=${STREAMDET_INGEST_EVENT_BUCKETS:-uploads}
 #   curl -H "Authorization: Bearer $(awk '{print $2}' "$STREAMDET_INGEST_TOKENS_FILE")" ...
 mkdir -p bin
 for s in ingest detect sink; do go build -o "bin/$s" "./services/$s/cmd/$s"; done
-# Prometheus (make up) scrapes what is listed in its file_sd directory: one target per service.
-if [[ -n ${STREAMDET_PROMETHEUS_TARGETS:-} && -d $STREAMDET_PROMETHEUS_TARGETS ]]; then
-  targets=$STREAMDET_PROMETHEUS_TARGETS/run.json
-  printf '[{"targets":["%s"],"labels":{"service":"ingest"}},{"targets":["%s"],"labels":{"service":"detect"}},{"targets":["%s"],"labels":{"service":"sink"}}]\n' \
-    "$STREAMDET_INGEST_ADDR" "$STREAMDET_DETECT_ADDR" "$STREAMDET_SINK_ADDR" >"$targets.tmp" && mv "$targets.tmp" "$targets"
-fi
 replicas=${DETECT_REPLICAS:-1}
 [[ $replicas =~ ^[1-9][0-9]?$ ]] || { echo "run: DETECT_REPLICAS=$replicas: want 1..99" >&2; exit 1; }
+# detect's addresses: STREAMDET_DETECT_ADDR, then the same host at port +100 for each further replica.
+detect_addrs=("$STREAMDET_DETECT_ADDR")
+for ((i = 1; i < replicas; i++)); do
+  detect_addrs+=("${STREAMDET_DETECT_ADDR%:*}:$((${STREAMDET_DETECT_ADDR##*:} + 100 * i))")
+done
+# Prometheus (make up) scrapes what is listed in its file_sd directory: one target per process.
+if [[ -n ${STREAMDET_PROMETHEUS_TARGETS:-} && -d $STREAMDET_PROMETHEUS_TARGETS ]]; then
+  targets=$STREAMDET_PROMETHEUS_TARGETS/run.json
+  printf '[{"targets":["%s"],"labels":{"service":"ingest"}},{"targets":[%s],"labels":{"service":"detect"}},{"targets":["%s"],"labels":{"service":"sink"}}]\n' \
+    "$STREAMDET_INGEST_ADDR" "$(printf '"%s",' "${detect_addrs[@]}" | sed 's/,$//')" "$STREAMDET_SINK_ADDR" >"$targets.tmp" && mv "$targets.tmp" "$targets"
+fi
+# Replicas share the cores: GOMAXPROCS = cores ÷ replicas each (and so one session per core in all).
+per=$(( $(nproc) / replicas )); ((per >= 1)) || per=1
 pids=()
-for s in ingest detect sink; do
-  # $! is the service itself (its output goes through sed in a process substitution), so that
-  # stop signals exactly the processes this script started.
-  if [[ $s == detect && $replicas -gt 1 ]]; then
-    per=$(( $(nproc) / replicas )); ((per >= 1)) || per=1
-    port=${STREAMDET_DETECT_ADDR##*:}
-    for ((i = 0; i < replicas; i++)); do
-      GOMAXPROCS=$per STREAMDET_DETECT_ADDR=127.0.0.1:$((port + 100 * i)) \
-        "bin/$s" > >(sed -u "s/^/[$s-$i] /") 2>&1 &
-      pids+=($!)
-    done
-    continue
+# $! is the service itself (its output goes through sed in a process substitution), so that stop
+# signals exactly the processes this script started.
+bin/ingest > >(sed -u "s/^/[ingest] /") 2>&1 &
+pids+=($!)
+for i in "${!detect_addrs[@]}"; do
+  tag=detect
+  ((replicas == 1)) || tag=detect-$i
+  if ((replicas == 1)); then
+    bin/detect > >(sed -u "s/^/[$tag] /") 2>&1 &
+  else
+    GOMAXPROCS=$per STREAMDET_DETECT_ADDR=${detect_addrs[$i]} bin/detect > >(sed -u "s/^/[$tag] /") 2>&1 &
   fi
-  "bin/$s" > >(sed -u "s/^/[$s] /") 2>&1 &
   pids+=($!)
 done
+bin/sink > >(sed -u "s/^/[sink] /") 2>&1 &
+pids+=($!)
 stop() {
   kill -TERM "${pids[@]}" 2>/dev/null || true
   wait
