@@ -6,7 +6,7 @@ SHELL := /bin/bash
 
 STACK    := deploy/local/stack.sh
 MODULES  := work
-BINARIES := ingest detect sink detctl
+BINARIES := ingest detect sink detctl streamdet-edge
 GO       ?= go
 # Builds and tests use Go 1.27.3 (fetched once from the Go module proxy, ~10 s): the standard
 # library of the go.mod's 1.26.8 has vulnerabilities govulncheck reports (make vuln).
@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover
+.PHONY: help build edge edge-arm64 images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,14 @@ build: ## build every binary into bin/
 	$(GO) build -o bin/detect ./services/detect/cmd/detect
 	$(GO) build -o bin/sink ./services/sink/cmd/sink
 	$(GO) build -o bin/detctl ./tools/cmd/detctl
+	$(GO) build -o bin/streamdet-edge ./services/edge/cmd/streamdet-edge
+
+edge: ## the edge packages: dist/streamdet-edge-*-linux-{amd64,arm64}.tar.gz (arm64 cross-compiled; docs/edge.md)
+	ARCH=amd64 deploy/edge/build.sh
+	@$(MAKE) --no-print-directory edge-arm64
+
+edge-arm64: ## the arm64 edge package only, and the arm64 root its test runs it in under qemu-user
+	ARCH=arm64 deploy/edge/build.sh
 
 images: ## build the amd64 images with buildah (local Debian bases) → dist/*.oci.tar, and print their sizes
 	deploy/images/build.sh images
@@ -83,7 +91,7 @@ vuln: ## govulncheck every module against the pinned vulnerability database snap
 	@db=$(CURDIR)/.cache/vulndb/$(VULNDB); if [[ ! -f $$db/index/db.json ]]; then \
 	  src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
 	  rm -rf $$db.tmp && $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB) -vulns $$src/data/osv -out $$db.tmp && mv $$db.tmp $$db; fi; \
-	  for m in pkg services/ingest services/detect services/sink tools; do echo "govulncheck $$m"; \
+	  for m in pkg services/ingest services/detect services/sink services/edge tools; do echo "govulncheck $$m"; \
 	    $(GO) run $(GOVULNCHECK) -db file://$$db -C $$m ./...; done
 
 unit: ## go vet + unit tests with the race detector (needs the installed libraries, not the servers)
@@ -93,8 +101,10 @@ unit: ## go vet + unit tests with the race detector (needs the installed librari
 	@echo "pure-Go decoder build (-tags noturbojpeg):"
 	eval "$$($(STACK) env)" && $(GO) test -count=1 -tags noturbojpeg ./services/detect/imaging/ ./services/detect/engine/
 
+# The edge test runs the arm64 package under qemu-user when it is built (make edge-arm64).
+EDGE_ARM64 := $(if $(wildcard dist/edge/arm64/streamdet-edge/bin/streamdet-edge),STREAMDET_EDGE_ARM64=$(CURDIR)/dist/edge/arm64/streamdet-edge STREAMDET_EDGE_ARM64_SYSROOT=$(CURDIR)/dist/edge/sysroot-arm64)
 integration: ## integration tests against the running local stack
-	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(MODULES)
+	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(MODULES)
 
 COVERPKG := github.com/streamdet/streamdet/pkg/...,github.com/streamdet/streamdet/services/...
 cover: ## statement coverage of pkg/ and services/ by the tests that need no server, per package
@@ -112,8 +122,9 @@ test: ## lint, unit tests, then integration tests against the real local stack
 	@$(MAKE) --no-print-directory coco-reference
 	@FUZZTIME=20s $(MAKE) --no-print-directory fuzz
 	@$(MAKE) --no-print-directory images
+	@$(MAKE) --no-print-directory edge-arm64
 	@started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
-	  rc=0; STREAMDET_IMAGE_TAG=test-amd64 $(MAKE) --no-print-directory integration || rc=$$?; \
+	  rc=0; STREAMDET_IMAGE_TAG=test-amd64 STREAMDET_EDGE_ARM64_REQUIRED=1 $(MAKE) --no-print-directory integration || rc=$$?; \
 	  if [[ $$started == 1 ]]; then $(STACK) down; fi; exit $$rc
 
 # The demo runs the whole pipeline in-process (embedded Kafka, S3 and Redis; nothing else

@@ -9,6 +9,10 @@
 #   stack.sh down      stop everything this script started; no process is left behind
 #   stack.sh status    one line per component, then the export lines of `env`
 #   stack.sh env       export lines (endpoints, generated credentials, ONNXRUNTIME_LIB)
+#   stack.sh kafka-aux start|stop DIR PORT
+#                      a private broker on PORT (controller PORT+1), state and logs under DIR,
+#                      with the project's topics: for tests that take the uplink away (stop it,
+#                      start it again) without disturbing the shared broker other tests use
 #
 # Everything lives under $STREAMDET_CACHE (default: <repo>/.cache, git-ignored). Credentials are
 # generated on the first `up` into .cache/stack/credentials.env (mode 0600) and never printed
@@ -50,7 +54,7 @@ APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium prometheus)
 
 # name:partitions for every topic the project uses; the stack creates them explicitly because
 # the broker runs with auto.create.topics.enable=false.
-TOPICS=${STREAMDET_TOPICS:-"streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3"}
+TOPICS=${STREAMDET_TOPICS:-"streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3 streamdet.devices:3"}
 
 TAG=stack
 # shellcheck source=deploy/local/lib.sh
@@ -344,6 +348,15 @@ down)
 status) status ;;
 env) print_env ;;
 ortlib) if [[ ${2:-amd64} == arm64 ]]; then echo "$ORT_LIB_ARM64"; else echo "$ORT_LIB"; fi ;;
+kafka-aux)
+  [[ $# == 4 && ${3:-} == /* && ${4:-} =~ ^[0-9]+$ ]] || { echo "usage: $0 kafka-aux start|stop /abs/dir port" >&2; exit 2; }
+  STATE=$3 LOGS=$3/logs KAFKA_PORT=$4 KAFKA_CONTROLLER_PORT=$(($4 + 1))
+  case $2 in
+  start) install_kafka && build_devstack && start_kafka && ensure_topics ;;
+  stop) stop_one kafka ;;
+  *) echo "usage: $0 kafka-aux start|stop /abs/dir port" >&2; exit 2 ;;
+  esac
+  ;;
 running)
   # exit 0 when all three servers are running (used by make test to decide whether to stop them)
   for c in kafka minio redis jaeger prometheus; do alive "$STATE/$c.pid" || exit 1; done

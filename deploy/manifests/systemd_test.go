@@ -40,10 +40,10 @@ func verifyUnit(t *testing.T, name, unit string) (string, float64) {
 	return complaints, level
 }
 
-// TestSystemdUnits: the three units verify cleanly, run the binary the README installs, are
+// TestSystemdUnits: the units (the three services and the edge runtime) verify cleanly, run the binary the README installs, are
 // hardened (exposure ≤ 2.0 of 10 by systemd-analyze security), and pass secrets as credentials.
 func TestSystemdUnits(t *testing.T) {
-	for _, svc := range []string{"ingest", "detect", "sink"} {
+	for _, svc := range []string{"ingest", "detect", "sink", "edge"} {
 		name := "streamdet-" + svc + ".service"
 		b, err := os.ReadFile(filepath.Join(unitsDir, name))
 		if err != nil {

@@ -33,11 +33,12 @@ func TestExamples(t *testing.T) {
 		t.Fatalf("%d examples in %s", len(files), dir)
 	}
 	types := map[string]func() any{
-		"frame-ref":   func() any { return new(contract.FrameRef) },
-		"detections":  func() any { return new(contract.Detections) },
-		"dead-letter": func() any { return new(contract.DeadLetter) },
-		"manifest":    func() any { return new(registry.Manifest) },
-		"route":       func() any { return new(routing.Route) },
+		"frame-ref":     func() any { return new(contract.FrameRef) },
+		"detections":    func() any { return new(contract.Detections) },
+		"dead-letter":   func() any { return new(contract.DeadLetter) },
+		"manifest":      func() any { return new(registry.Manifest) },
+		"route":         func() any { return new(routing.Route) },
+		"device-status": func() any { return new(contract.DeviceStatus) },
 	}
 	for _, f := range files {
 		name := strings.TrimSuffix(filepath.Base(f), ".json")
@@ -66,6 +67,8 @@ func TestSchemasRefuse(t *testing.T) {
 		{"frame-ref", `{"frame_id":"x"}`},
 		{"frame-ref", `not json`},
 		{"detections", `{"frame_id":"x","stream_id":"s"}`},
+		// Only an edge device's detections may come without the frame.
+		{"detections", `{"frame_id":"x","stream_id":"s","capture_time":"2026-11-27T00:00:00Z","width":1,"height":1,"model":{"name":"m","version":"1","digest":"sha256:d39bee73564e338080378b0ad567fbb40e818b55bbfaf971de82a0267ed16b8a"},"route":{"arm":"primary"},"detections":[],"timing_ms":{},"detected_at":"2026-11-27T00:00:00Z"}`},
 		{"dead-letter", `{"stage":"nowhere","reason":"corrupt_image","message":"","source":{"topic":"t","partition":0,"offset":0},"at":"2026-11-27T00:00:00Z"}`},
 	} {
 		if err := s.Validate(tc.schema, []byte(tc.doc)); err == nil {

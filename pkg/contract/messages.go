@@ -17,6 +17,7 @@ const (
 	TypeFrameRef   = "io.streamdet.frame.ref.v1"
 	TypeDetections = "io.streamdet.detections.v1"
 	TypeDeadLetter = "io.streamdet.deadletter.v1"
+	TypeDevice     = "io.streamdet.device.status.v1"
 )
 
 // FrameRef is the claim check ingest publishes on the frames topic: the frame's bytes are in
@@ -50,18 +51,69 @@ type RouteArm struct {
 
 // Detections is what detect publishes for one frame. Schema: schemas/v1/detections.schema.json.
 type Detections struct {
-	FrameID     string             `json:"frame_id"`
-	StreamID    string             `json:"stream_id"`
-	CaptureTime time.Time          `json:"capture_time"`
-	Frame       FrameRef           `json:"frame"`
-	Width       int                `json:"width"`
-	Height      int                `json:"height"`
-	Model       Model              `json:"model"`
-	Route       RouteArm           `json:"route"`
-	Detections  []Detection        `json:"detections"`
-	TimingMS    map[string]float64 `json:"timing_ms"`
-	TraceID     string             `json:"trace_id,omitempty"`
-	DetectedAt  time.Time          `json:"detected_at"`
+	FrameID     string    `json:"frame_id"`
+	StreamID    string    `json:"stream_id"`
+	CaptureTime time.Time `json:"capture_time"`
+	// Frame is the frame in object storage; absent when the frame was not stored (an edge
+	// device detects locally and sends detections only).
+	Frame      FrameRef           `json:"frame,omitzero"`
+	Width      int                `json:"width"`
+	Height     int                `json:"height"`
+	Model      Model              `json:"model"`
+	Route      RouteArm           `json:"route"`
+	Detections []Detection        `json:"detections"`
+	TimingMS   map[string]float64 `json:"timing_ms"`
+	TraceID    string             `json:"trace_id,omitempty"`
+	DetectedAt time.Time          `json:"detected_at"`
+	// Edge is set by an edge device: which device, its group, and the frame's number in its
+	// stream (1, 2, … with no gaps but those the device's queue dropped).
+	Edge *Edge `json:"edge,omitempty"`
+}
+
+// Edge says which edge device detected a frame.
+type Edge struct {
+	Device   string `json:"device"`
+	Group    string `json:"group"`
+	Sequence int64  `json:"sequence"`
+}
+
+// DeviceStatus is an edge device's heartbeat on the devices topic (key = device id), and its
+// /status answer. Schema: schemas/v1/device-status.schema.json.
+type DeviceStatus struct {
+	Device  string    `json:"device"`
+	Group   string    `json:"group"`
+	State   string    `json:"state"` // running, stopping
+	At      time.Time `json:"at"`
+	Started time.Time `json:"started"`
+	// Model is the version serving the device's group now (empty while none is loaded).
+	Model     Model   `json:"model"`
+	Arm       string  `json:"arm,omitempty"`
+	FPS       float64 `json:"fps"`            // frames detected per second since the last heartbeat
+	Detected  int64   `json:"detected"`       // frames detected since start
+	Errors    int64   `json:"errors"`         // frames the model failed on since start
+	Unserved  int64   `json:"unserved"`       // frames skipped because no model was ready
+	Forwarded int64   `json:"forwarded"`      // messages the uplink acknowledged since start
+	Upstream  int64   `json:"upstream_bytes"` // their bytes (key, value, headers)
+	Uplink    string  `json:"uplink"`         // ok, or the last error
+	Queue     struct {
+		Depth   int64 `json:"depth"`
+		Bytes   int64 `json:"bytes"`
+		Dropped int64 `json:"dropped"`
+		Max     int64 `json:"max_bytes"`
+	} `json:"queue"`
+	Cameras map[string]CameraStatus `json:"cameras"`
+	Arch    string                  `json:"arch"`
+}
+
+// CameraStatus is one camera's counters in a DeviceStatus.
+type CameraStatus struct {
+	State    string `json:"state"`
+	Frames   int64  `json:"frames"`
+	Skipped  int64  `json:"skipped"`
+	Restarts int64  `json:"restarts"`
+	// Bytes are the JPEG bytes read: what sending every frame upstream would have cost.
+	Bytes   int64  `json:"bytes"`
+	LastErr string `json:"last_error,omitempty"`
 }
 
 // DeadLetter describes why a message was refused. The dead-letter message keeps the original

@@ -88,6 +88,8 @@ func (c Config) Validate() error {
 // Topics are the project's topic names under a prefix.
 type Topics struct {
 	Raw, Frames, Detections, Shadow, DLQ, Events string
+	// Devices carries edge devices' heartbeats (contract.DeviceStatus), keyed by device id.
+	Devices string
 }
 
 // Topics returns the topic names for the Config's prefix.
@@ -99,6 +101,7 @@ func (c Config) Topics() Topics {
 	t := Topics{
 		Raw: p + ".frames.raw", Frames: p + ".frames", Detections: p + ".detections",
 		Shadow: p + ".detections.shadow", DLQ: p + ".dlq", Events: p + ".frames.events",
+		Devices: p + ".devices",
 	}
 	if c.EventsTopic != "" {
 		t.Events = c.EventsTopic

@@ -112,6 +112,11 @@ func (r *Registry) WithLedger(l Ledger) *Registry {
 	return &c
 }
 
+// Open opens the registry in bucket as it is, without reaching object storage: for readers
+// whose credentials may not create buckets (the edge runtime), and that start while the store
+// is unreachable.
+func Open(store Store, bucket string) *Registry { return &Registry{store: store, bucket: bucket} }
+
 // New opens the registry in bucket (created if missing).
 func New(ctx context.Context, store Store, bucket string) (*Registry, error) {
 	if err := store.EnsureBucket(ctx, bucket); err != nil {

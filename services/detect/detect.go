@@ -85,11 +85,6 @@ func ConfigFromEnv(env envconf.Env) (Config, error) {
 }
 
 func fromEnv(env envconf.Env) Config {
-	raw := env.String("STREAMDET_MODEL_FORMAT", "auto")
-	format, err := engine.ParseFormat(raw)
-	if err != nil {
-		format = engine.Format(raw) // Validate reports it
-	}
 	c := Config{
 		Config:       pipeline.ConfigFromEnv(env, "detect", DefaultAddr, false),
 		Redis:        routing.RedisFromEnv(env),
@@ -103,35 +98,51 @@ func fromEnv(env envconf.Env) Config {
 		ModelsBucket: env.String("STREAMDET_MODELS_BUCKET", "models"),
 		RouteResync:  env.Duration("STREAMDET_ROUTE_RESYNC", time.Second),
 		UnloadGrace:  env.Duration("STREAMDET_UNLOAD_GRACE", 30*time.Second),
-		Engine: engine.Config{
-			Format: format,
-			// Sessions default to cores ÷ threads (the engine's own default): THREADS=2 alone
-			// does not over-subscribe the CPU.
-			Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", 0),
-			IntraOpThreads: env.Int("STREAMDET_ENGINE_THREADS", 1),
-			Conf:           float32(env.Float("STREAMDET_CONF", 0.25)),
-			Provider: engine.ProviderConfig{
-				Name:             engine.Provider(strings.ToLower(env.String("STREAMDET_ENGINE_PROVIDER", "cpu"))),
-				DeviceID:         env.Int("STREAMDET_ENGINE_DEVICE_ID", 0),
-				TensorRTFP16:     env.Bool("STREAMDET_ENGINE_TRT_FP16", false),
-				TensorRTCacheDir: env.String("STREAMDET_ENGINE_TRT_CACHE_DIR", ""),
-				OpenVINODevice:   env.String("STREAMDET_ENGINE_OPENVINO_DEVICE", "CPU"),
-			},
-			IoU: float32(env.Float("STREAMDET_IOU", 0.45)),
-			Limits: imageinfo.Limits{
-				MaxBytes:  env.Int("STREAMDET_MAX_FRAME_BYTES", 8<<20),
-				MaxPixels: env.Int("STREAMDET_MAX_FRAME_PIXELS", 50_000_000),
-			},
-		},
-	}
-	if c.Engine.Sessions == 0 {
-		c.Engine.Sessions = max(1, runtime.GOMAXPROCS(0)/max(1, c.Engine.IntraOpThreads))
+		Engine:       EngineFromEnv(env),
 	}
 	c.Concurrency = env.Int("STREAMDET_DETECT_CONCURRENCY", 2*max(1, c.Engine.Sessions))
 	c.ProviderFallback = env.String("STREAMDET_ENGINE_PROVIDER_FALLBACK", "")
-	c.Engine.Provider.FallbackCPU = c.ProviderFallback == "cpu"
 	if c.ModelName == "" && !c.Routed() {
 		c.ModelName = strings.TrimSuffix(filepath.Base(c.ModelPath+c.ModelURI), ".onnx")
+	}
+	return c
+}
+
+// EngineFromEnv reads the engine's configuration: STREAMDET_MODEL_FORMAT (auto),
+// STREAMDET_ENGINE_SESSIONS (cores ÷ threads), STREAMDET_ENGINE_THREADS (1), STREAMDET_CONF
+// (0.25), STREAMDET_IOU (0.45), STREAMDET_MAX_FRAME_BYTES (8 MiB), STREAMDET_MAX_FRAME_PIXELS
+// (50,000,000), the execution provider (STREAMDET_ENGINE_PROVIDER, _DEVICE_ID, _TRT_FP16,
+// _TRT_CACHE_DIR, _OPENVINO_DEVICE, _PROVIDER_FALLBACK). Every service that runs the engine
+// (detect, the edge runtime) reads it the same way; engine.Config.Validate checks it.
+func EngineFromEnv(env envconf.Env) engine.Config {
+	raw := env.String("STREAMDET_MODEL_FORMAT", "auto")
+	format, err := engine.ParseFormat(raw)
+	if err != nil {
+		format = engine.Format(raw) // Validate reports it
+	}
+	c := engine.Config{
+		Format: format,
+		// Sessions default to cores ÷ threads (the engine's own default): THREADS=2 alone
+		// does not over-subscribe the CPU.
+		Sessions:       env.Int("STREAMDET_ENGINE_SESSIONS", 0),
+		IntraOpThreads: env.Int("STREAMDET_ENGINE_THREADS", 1),
+		Conf:           float32(env.Float("STREAMDET_CONF", 0.25)),
+		Provider: engine.ProviderConfig{
+			Name:             engine.Provider(strings.ToLower(env.String("STREAMDET_ENGINE_PROVIDER", "cpu"))),
+			DeviceID:         env.Int("STREAMDET_ENGINE_DEVICE_ID", 0),
+			TensorRTFP16:     env.Bool("STREAMDET_ENGINE_TRT_FP16", false),
+			TensorRTCacheDir: env.String("STREAMDET_ENGINE_TRT_CACHE_DIR", ""),
+			OpenVINODevice:   env.String("STREAMDET_ENGINE_OPENVINO_DEVICE", "CPU"),
+			FallbackCPU:      env.String("STREAMDET_ENGINE_PROVIDER_FALLBACK", "") == "cpu",
+		},
+		IoU: float32(env.Float("STREAMDET_IOU", 0.45)),
+		Limits: imageinfo.Limits{
+			MaxBytes:  env.Int("STREAMDET_MAX_FRAME_BYTES", 8<<20),
+			MaxPixels: env.Int("STREAMDET_MAX_FRAME_PIXELS", 50_000_000),
+		},
+	}
+	if c.Sessions == 0 {
+		c.Sessions = max(1, runtime.GOMAXPROCS(0)/max(1, c.IntraOpThreads))
 	}
 	return c
 }
@@ -154,9 +165,7 @@ func (c Config) Validate() error {
 	if c.ModelURI != "" && !strings.HasPrefix(c.ModelURI, "s3://") {
 		errs = append(errs, fmt.Errorf("STREAMDET_MODEL_URI %q: want s3://bucket/key", c.ModelURI))
 	}
-	if c.ProviderFallback != "" && c.ProviderFallback != "cpu" {
-		errs = append(errs, fmt.Errorf("STREAMDET_ENGINE_PROVIDER_FALLBACK %q: want cpu or nothing", c.ProviderFallback))
-	}
+	errs = append(errs, CheckProviderFallback(c.ProviderFallback))
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("STREAMDET_DETECT_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))
 	}
@@ -165,6 +174,14 @@ func (c Config) Validate() error {
 	}
 	errs = append(errs, contract.CheckID("STREAMDET_MODEL_VERSION", c.ModelVersion))
 	return errors.Join(errs...)
+}
+
+// CheckProviderFallback checks STREAMDET_ENGINE_PROVIDER_FALLBACK: "cpu" or nothing.
+func CheckProviderFallback(v string) error {
+	if v != "" && v != "cpu" {
+		return fmt.Errorf("STREAMDET_ENGINE_PROVIDER_FALLBACK %q: want cpu or nothing", v)
+	}
+	return nil
 }
 
 // Routed reports whether detect serves registry versions by route (no fixed model given).

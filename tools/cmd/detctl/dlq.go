@@ -12,6 +12,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/kafkax"
 )
 
 var dlqCommands = map[string]command{
@@ -21,6 +22,12 @@ var dlqCommands = map[string]command{
 
 // deadLetters reads the dead-letter topic from its start to its current end.
 func deadLetters(ctx context.Context) ([]kafka.Message, error) {
+	return readWholeTopic(ctx, func(t kafkax.Topics) string { return t.DLQ })
+}
+
+// readWholeTopic reads a topic of the project (picked from the configured names) from its start
+// to its current end, partition by partition.
+func readWholeTopic(ctx context.Context, pick func(kafkax.Topics) string) ([]kafka.Message, error) {
 	cfg, err := kafkaConfig()
 	if err != nil {
 		return nil, err
@@ -29,10 +36,13 @@ func deadLetters(ctx context.Context) ([]kafka.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	topic := cfg.Topics().DLQ
+	topic := pick(cfg.Topics())
 	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+	if err == nil && len(md.Topics) == 1 && md.Topics[0].Error != nil {
+		err = md.Topics[0].Error
+	}
 	if err != nil || len(md.Topics) == 0 {
-		return nil, fmt.Errorf("dead-letter topic %s: %v", topic, err)
+		return nil, fmt.Errorf("topic %s: %v", topic, err)
 	}
 	d, err := cfg.Dialer()
 	if err != nil {

@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"tail":     {"follow the detections topic, one readable line (or --json) per frame, with its trace id", runTail},
 	"trace":    {"print a frame's trace (ingest → detect → sink) from Jaeger as a waterfall", runTrace},
 	"dlq":      {"dead letters: ls, replay", subcommands("dlq", dlqCommands)},
+	"devices":  {"the edge fleet: ls (version, last seen, fps, queue, dropped)", subcommands("devices", devicesCommands)},
 	"demo":     {"run the pipeline in-process, send it frames, print what it found", runDemo},
 	"bench":    {"drive the running pipeline with frames: throughput, end-to-end latency, loss, CPU per frame per process", runBench},
 	"route":    {"model routing: set, get, promote, rollback, stats", subcommands("route", routeCommands)},
