@@ -171,10 +171,11 @@ test-gpu: ## the CUDA and TensorRT execution providers on this machine's NVIDIA 
 bench-pipeline: ## the whole pipeline on the local stack vs bare ONNX Runtime (detctl bench; ARGS=... for its flags; see docs/benchmarks.md)
 	deploy/local/bench.sh $(ARGS)
 
-fuzz: ## fuzz decode + preprocess, the identifier grammar and Jaeger answers (detctl trace) (FUZZTIME each, default 5m; 20s each in make test)
+fuzz: ## fuzz decode + preprocess, the identifier grammar, Jaeger answers (detctl trace) and edge snapshot rules (FUZZTIME each, default 5m; 20s each in make test)
 	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime $${FUZZTIME:-5m} ./services/detect/engine/
 	$(GO) test -run '^$$' -fuzz FuzzCheckID -fuzztime $${FUZZTIME:-5m} ./pkg/contract/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeWaterfall -fuzztime $${FUZZTIME:-5m} ./tools/jaeger/
+	$(GO) test -run '^$$' -fuzz FuzzSnapshotRules -fuzztime $${FUZZTIME:-5m} ./services/edge/
 
 clean: ## remove binaries and the local stack's state (keeps downloaded/built components)
 	-@$(STACK) down

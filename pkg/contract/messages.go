@@ -70,11 +70,21 @@ type Detections struct {
 	Edge *Edge `json:"edge,omitempty"`
 }
 
+// AnnotatedKey is where the annotated frame of (stream, frame, model, version) is stored in the
+// annotated bucket, by the sink or by the edge device that took the snapshot: one object per row
+// identity, so a frame rendered again overwrites itself. Every part is an identifier.
+func AnnotatedKey(d Detections) string {
+	return d.StreamID + "/" + d.FrameID + "/" + d.Model.Name + "/" + d.Model.Version + ".jpg"
+}
+
 // Edge says which edge device detected a frame.
 type Edge struct {
 	Device   string `json:"device"`
 	Group    string `json:"group"`
 	Sequence int64  `json:"sequence"`
+	// Snapshot names the rule that made the device upload this frame (then Frame references
+	// it, and the annotated copy is at AnnotatedKey in the annotated bucket).
+	Snapshot string `json:"snapshot,omitempty"`
 }
 
 // DeviceStatus is an edge device's heartbeat on the devices topic (key = device id), and its
@@ -102,7 +112,18 @@ type DeviceStatus struct {
 		Max     int64 `json:"max_bytes"`
 	} `json:"queue"`
 	Cameras map[string]CameraStatus `json:"cameras"`
-	Arch    string                  `json:"arch"`
+	// Snapshots are the event snapshots' counters (absent without snapshot rules).
+	Snapshots *SnapshotStatus `json:"snapshots,omitempty"`
+	Arch      string          `json:"arch"`
+}
+
+// SnapshotStatus counts an edge device's event snapshots.
+type SnapshotStatus struct {
+	Taken    int64 `json:"taken"`    // frames a rule fired on since start
+	Uploaded int64 `json:"uploaded"` // objects stored since start (frame and annotated copy)
+	Queued   int64 `json:"queued"`   // objects waiting for object storage
+	Bytes    int64 `json:"bytes"`
+	Dropped  int64 `json:"dropped"`
 }
 
 // CameraStatus is one camera's counters in a DeviceStatus.

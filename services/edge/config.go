@@ -68,6 +68,9 @@ type Config struct {
 	// ModelPath serves one model file (STREAMDET_MODEL_PATH) instead of following the route of
 	// ModelName (STREAMDET_MODEL_NAME) from the registry (STREAMDET_MODELS_BUCKET, default models).
 	ModelPath, ModelName, ModelVersion, ModelsBucket string
+	// NamesPath is a class-names file for the model file (STREAMDET_MODEL_NAMES_PATH; default the
+	// model's metadata). Registry versions carry their names in their manifests.
+	NamesPath string
 	// RouteResync bounds how stale the route can get (STREAMDET_ROUTE_RESYNC, default 1s).
 	RouteResync time.Duration
 	// ProviderFallback: STREAMDET_ENGINE_PROVIDER_FALLBACK, as detect.
@@ -76,6 +79,16 @@ type Config struct {
 	Engine engine.Config
 	// DrainTimeout bounds shutdown (STREAMDET_DRAIN_TIMEOUT, default 10s).
 	DrainTimeout time.Duration
+
+	// SnapshotRules is a JSON file of event snapshot rules (STREAMDET_EDGE_SNAPSHOT_RULES; see
+	// SnapshotRule); without it no frame leaves the device. Snapshots go to FramesBucket
+	// (STREAMDET_FRAMES_BUCKET, default frames; content-addressed, as ingest stores frames) and
+	// their annotated copies to AnnotatedBucket (STREAMDET_ANNOTATED_BUCKET, default annotated),
+	// through a queue on disk bounded by SnapshotMaxBytes (STREAMDET_EDGE_SNAPSHOT_MAX_BYTES,
+	// default 1 GiB, at least 1 MiB; the oldest are dropped).
+	SnapshotRules                 string
+	FramesBucket, AnnotatedBucket string
+	SnapshotMaxBytes              int64
 }
 
 // DefaultConfig is the configuration with every default.
@@ -104,10 +117,15 @@ func fromEnv(env envconf.Env) Config {
 		ModelName:        env.String("STREAMDET_MODEL_NAME", ""),
 		ModelVersion:     env.String("STREAMDET_MODEL_VERSION", "1"),
 		ModelsBucket:     env.String("STREAMDET_MODELS_BUCKET", "models"),
+		NamesPath:        env.String("STREAMDET_MODEL_NAMES_PATH", ""),
 		RouteResync:      env.Duration("STREAMDET_ROUTE_RESYNC", time.Second),
 		ProviderFallback: env.String("STREAMDET_ENGINE_PROVIDER_FALLBACK", ""),
 		Engine:           detect.EngineFromEnv(env),
 		DrainTimeout:     env.Duration("STREAMDET_DRAIN_TIMEOUT", 10*time.Second),
+		SnapshotRules:    env.String("STREAMDET_EDGE_SNAPSHOT_RULES", ""),
+		FramesBucket:     env.String("STREAMDET_FRAMES_BUCKET", "frames"),
+		AnnotatedBucket:  env.String("STREAMDET_ANNOTATED_BUCKET", "annotated"),
+		SnapshotMaxBytes: int64(env.Int("STREAMDET_EDGE_SNAPSHOT_MAX_BYTES", 1<<30)),
 	}
 	for _, item := range env.List("STREAMDET_EDGE_CAMERAS", nil) {
 		id, src, _ := strings.Cut(item, "=")
@@ -130,8 +148,14 @@ func (c Config) Validate() error {
 	errs := []error{c.Kafka.Validate(), c.Server.Validate("edge", false), c.Engine.Validate(), c.Engine.Limits.Validate(),
 		contract.CheckID("STREAMDET_EDGE_DEVICE_ID", c.DeviceID), contract.CheckID("STREAMDET_EDGE_GROUP", c.Group),
 		detect.CheckProviderFallback(c.ProviderFallback), contract.CheckID("STREAMDET_MODEL_VERSION", c.ModelVersion)}
+	if c.Routed() || c.SnapshotRules != "" {
+		errs = append(errs, c.Store.Validate())
+	}
+	if c.SnapshotRules != "" && c.SnapshotMaxBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("STREAMDET_EDGE_SNAPSHOT_MAX_BYTES %d: must be at least 1048576", c.SnapshotMaxBytes))
+	}
 	if c.Routed() {
-		errs = append(errs, c.Redis.Validate(), c.Store.Validate())
+		errs = append(errs, c.Redis.Validate())
 		if c.ModelName == "" {
 			errs = append(errs, errors.New("STREAMDET_MODEL_NAME is required to follow the registry (or set STREAMDET_MODEL_PATH)"))
 		}

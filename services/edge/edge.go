@@ -52,6 +52,11 @@ type Runtime struct {
 	health  *service.Health
 	readers map[string]*Reader
 	started time.Time
+	store   *objstore.Store // central object storage: registry reads, snapshot uploads
+	snap    *Snapshotter    // nil without snapshot rules
+	upload  *Uploader
+
+	snapshots atomic.Int64
 
 	detected, errs, unserved, forwarded, upstream atomic.Int64
 	uplinkMu                                      sync.Mutex
@@ -106,6 +111,28 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	}()
 	tel.Logger.Info("edge device starting", "device", cfg.DeviceID, "group", cfg.Group, "cameras", len(cfg.Cameras),
 		"queued", q.Stats().Depth, "addr", srv.Addr(), "arch", runtime.GOARCH)
+
+	if cfg.Routed() || cfg.SnapshotRules != "" {
+		if rt.store, err = objstore.New(cfg.Store, objstore.WithTracerProvider(tel.TracerProvider)); err != nil {
+			return err
+		}
+	}
+	if cfg.SnapshotRules != "" {
+		rules, err := readRules(cfg.SnapshotRules, cfg.Cameras)
+		if err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+		sq, err := OpenQueue(filepath.Join(cfg.DataDir, "snapshots.db"), cfg.SnapshotMaxBytes, DropOldest)
+		if err != nil {
+			return err
+		}
+		defer sq.Close()
+		rt.snap, rt.upload = NewSnapshotter(rules), &Uploader{Queue: sq, Store: rt.store, Log: tel.Logger}
+		uctx, stopUploads := context.WithCancel(context.WithoutCancel(ctx))
+		uploaded := make(chan struct{})
+		go func() { defer close(uploaded); rt.upload.Run(uctx) }()
+		defer func() { stopUploads(); <-uploaded }()
+	}
 
 	// Models: the group's route from the registry, or one file.
 	mctx, stopModels := context.WithCancel(context.WithoutCancel(ctx))
@@ -176,7 +203,15 @@ func (rt *Runtime) startModels(ctx context.Context, wg *sync.WaitGroup) (detect.
 		if err != nil {
 			return nil, fmt.Errorf("load model: %w", err)
 		}
-		eng, err := engine.New(b, cfg.Engine)
+		ecfg := cfg.Engine
+		if cfg.NamesPath != "" {
+			names, err := os.ReadFile(cfg.NamesPath)
+			if err != nil {
+				return nil, fmt.Errorf("class names: %w", err)
+			}
+			ecfg.Names = engine.ReadNames(names)
+		}
+		eng, err := engine.New(b, ecfg)
 		if err != nil {
 			return nil, fmt.Errorf("model %s: %w", cfg.ModelName, err)
 		}
@@ -188,10 +223,6 @@ func (rt *Runtime) startModels(ctx context.Context, wg *sync.WaitGroup) (detect.
 		rt.health.Set("model", nil)
 		return detect.Static{Served: detect.Served{Eng: eng, Model: detect.ModelOf(cfg.ModelName, cfg.ModelVersion, eng), Arm: routing.ArmPrimary}}, nil
 	}
-	store, err := objstore.New(cfg.Store, objstore.WithTracerProvider(rt.tel.TracerProvider))
-	if err != nil {
-		return nil, err
-	}
 	routes, err := routing.NewStore(cfg.Redis)
 	if err != nil {
 		return nil, err
@@ -199,7 +230,7 @@ func (rt *Runtime) startModels(ctx context.Context, wg *sync.WaitGroup) (detect.
 	dir := filepath.Join(cfg.DataDir, "models")
 	m := detect.NewManager(detect.ManagerConfig{
 		Name:     cfg.ModelName,
-		Registry: &CachedRegistry{Source: registry.Open(store, cfg.ModelsBucket).WithLedger(routes), Dir: dir, Log: log},
+		Registry: &CachedRegistry{Source: registry.Open(rt.store, cfg.ModelsBucket).WithLedger(routes), Dir: dir, Log: log},
 		Routes:   &CachedRoutes{Source: routes, Dir: dir, Log: log},
 		Resync:   cfg.RouteResync, Engine: cfg.Engine, UnloadGrace: 30 * time.Second, Logger: log,
 		OnHealth: func(err error) { rt.health.Degrade("routes", err) },
@@ -217,16 +248,16 @@ func (rt *Runtime) startModels(ctx context.Context, wg *sync.WaitGroup) (detect.
 // detectLoop detects on the newest frame of cam whenever the model is free, and queues the
 // result.
 func (rt *Runtime) detectLoop(ctx context.Context, cam Camera, r *Reader) {
-	stream := rt.cfg.StreamID(cam)
 	for f := range r.Frames() {
 		if ctx.Err() != nil {
 			return
 		}
-		rt.detectFrame(ctx, stream, f)
+		rt.detectFrame(ctx, cam, f)
 	}
 }
 
-func (rt *Runtime) detectFrame(ctx context.Context, stream string, f Frame) {
+func (rt *Runtime) detectFrame(ctx context.Context, cam Camera, f Frame) {
+	stream := rt.cfg.StreamID(cam)
 	ctx, span := rt.tel.Tracer.Start(ctx, "edge detect", trace.WithAttributes(
 		attribute.String("streamdet.stream_id", stream), attribute.String("streamdet.device", rt.cfg.DeviceID)))
 	defer span.End()
@@ -253,18 +284,36 @@ func (rt *Runtime) detectFrame(ctx context.Context, stream string, f Frame) {
 		return
 	}
 	now := time.Now().UTC()
+	// An event snapshot: the frame is queued for upload before its detections, so that it is
+	// there first whenever object storage is reachable.
+	var snap contract.FrameRef
+	rule := rt.snap.Decide(cam.ID, res.Detections, f.At)
+	if rule != "" {
+		snap = snapshotRef(rt.cfg.FramesBucket, stream, f.At, f.JPEG, res.Width, res.Height)
+		if err := rt.upload.Enqueue(snap.Bucket, snap.Key, f.JPEG); err != nil {
+			rt.tel.Logger.Warn("snapshot not queued", "stream", stream, "rule", rule, "err", err)
+			rule, snap = "", contract.FrameRef{}
+		} else {
+			rt.snapshots.Add(1)
+		}
+	}
+	var out contract.Detections
 	traceID := span.SpanContext().TraceID().String()
 	hdr := map[string]string{}
 	rt.tel.Propagator.Inject(ctx, mapCarrier(hdr))
 	seq, err := rt.queue.Append(stream, func(seq int64) (Record, error) {
-		out := contract.Detections{
+		out = contract.Detections{
 			FrameID: fmt.Sprintf("%s-%d", stream, seq), StreamID: stream, CaptureTime: f.At.UTC(),
 			Width: res.Width, Height: res.Height, Model: served.Model, Route: contract.RouteArm{Arm: served.Arm},
 			Detections: res.Detections,
 			TimingMS: map[string]float64{"decode": res.Timing.DecodeMS, "preprocess": res.Timing.PreprocessMS,
 				"infer": res.Timing.InferMS, "postprocess": res.Timing.PostprocessMS},
 			TraceID: traceID, DetectedAt: now,
-			Edge: &contract.Edge{Device: rt.cfg.DeviceID, Group: rt.cfg.Group, Sequence: seq},
+			Edge: &contract.Edge{Device: rt.cfg.DeviceID, Group: rt.cfg.Group, Sequence: seq, Snapshot: rule},
+		}
+		if rule != "" {
+			out.Frame = snap
+			out.Frame.FrameID, out.Frame.Sequence = out.FrameID, seq
 		}
 		if out.Detections == nil {
 			out.Detections = []contract.Detection{}
@@ -290,6 +339,13 @@ func (rt *Runtime) detectFrame(ctx context.Context, stream string, f Frame) {
 		return
 	}
 	span.SetAttributes(attribute.Int64("streamdet.sequence", seq))
+	if rule != "" && err == nil {
+		if img, aerr := annotated(f.JPEG, res.Detections); aerr != nil {
+			rt.tel.Logger.Warn("annotating a snapshot", "err", aerr)
+		} else if qerr := rt.upload.Enqueue(rt.cfg.AnnotatedBucket, contract.AnnotatedKey(out), img); qerr != nil {
+			rt.tel.Logger.Warn("annotated snapshot not queued", "err", qerr)
+		}
+	}
 	rt.detected.Add(1)
 	rt.frames.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "detected")))
 }
@@ -450,6 +506,10 @@ func (rt *Runtime) Status(state string) contract.DeviceStatus {
 	rt.uplinkMu.Unlock()
 	qs := rt.queue.Stats()
 	st.Queue.Depth, st.Queue.Bytes, st.Queue.Dropped, st.Queue.Max = qs.Depth, qs.Bytes, qs.Dropped, rt.cfg.QueueMaxBytes
+	if rt.upload != nil {
+		qs := rt.upload.Queue.Stats()
+		st.Snapshots = &contract.SnapshotStatus{Taken: rt.snapshots.Load(), Uploaded: rt.upload.Uploaded(), Queued: qs.Depth, Bytes: qs.Bytes, Dropped: qs.Dropped}
+	}
 	for id, r := range rt.readers {
 		c := r.Stats()
 		st.Cameras[id] = contract.CameraStatus{State: c.State, Frames: c.Frames, Skipped: c.Skipped, Restarts: c.Restarts, Bytes: c.Bytes, LastErr: c.LastErr}

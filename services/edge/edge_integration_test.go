@@ -5,6 +5,8 @@ package edge_test
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -299,13 +301,19 @@ func (r *rig) boxes(t *testing.T, d contract.Detections) {
 	if d.Width != 768 || d.Height != 576 {
 		t.Fatalf("frame size %dx%d, want 768x576", d.Width, d.Height)
 	}
+	for _, o := range d.Detections {
+		if o.Label == "" {
+			t.Fatalf("frame %s: a detection without its label: %+v", d.FrameID, o)
+		}
+	}
 	if p := testenv.CompareDetections(d.Detections, r.dog, 0.35, 0.8); len(p) > 0 {
 		t.Fatalf("frame %s: boxes differ from the reference: %v", d.FrameID, p)
 	}
 }
 
 func staticModel(t *testing.T) []string {
-	return []string{"STREAMDET_MODEL_PATH=" + testenv.Shared(t, "models", "yolox_nano.onnx"), "STREAMDET_MODEL_NAME=yolox-nano", "STREAMDET_MODEL_FORMAT=yolox"}
+	return []string{"STREAMDET_MODEL_PATH=" + testenv.Shared(t, "models", "yolox_nano.onnx"), "STREAMDET_MODEL_NAME=yolox-nano", "STREAMDET_MODEL_FORMAT=yolox",
+		"STREAMDET_MODEL_NAMES_PATH=" + testenv.Shared(t, "models", "coco.names")}
 }
 
 func TestIntegrationEdge(t *testing.T) {
@@ -577,5 +585,72 @@ func TestIntegrationEdge(t *testing.T) {
 		t.Logf("arm64 under qemu: %d frames read, %d detected (%d skipped: latest frame wins), infer %.0f ms per frame under emulation",
 			cam.Frames, st.Detected, cam.Skipped, ds[len(ds)-1].TimingMS["infer"])
 		p.stop()
+	})
+
+	// (7) Event snapshots: frames matching a rule (label, score, zone, cooldown) are uploaded
+	// with an annotated copy and referenced by their detections; with object storage
+	// unreachable they wait on disk, across a restart.
+	t.Run("snapshots", func(t *testing.T) {
+		ctx := context.Background()
+		store, err := objstore.New(objstore.Config{Endpoint: r.stack.MinIOEndpoint, AccessKey: r.stack.MinIOAccessKey, SecretKey: r.stack.MinIOSecretKey, Region: "us-east-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range []string{"frames", "annotated"} {
+			if err := store.EnsureBucket(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		rules := filepath.Join(t.TempDir(), "rules.json")
+		os.WriteFile(rules, []byte(`{"rules":[
+			{"name":"car-in-doorway","labels":["car"],"min_score":0.5,"zones":[[[0,0],[100,0],[100,100],[0,100]]],"cooldown":"0s"},
+			{"name":"dog-on-path","labels":["dog"],"min_score":0.5,"zones":[[[100,400],[400,400],[400,576],[100,576]]],"cooldown":"2s"}]}`), 0o600)
+		data := t.TempDir()
+		env := append(staticModel(t), "STREAMDET_EDGE_DEVICE_ID=box7", "STREAMDET_EDGE_DATA_DIR="+data, "STREAMDET_EDGE_FPS=5",
+			"STREAMDET_EDGE_SNAPSHOT_RULES="+rules, "STREAMDET_MINIO_ACCESS_KEY="+r.stack.MinIOAccessKey, "STREAMDET_MINIO_SECRET_KEY="+r.stack.MinIOSecretKey)
+		p := r.start(t, nil, append(env, "STREAMDET_EDGE_CAMERAS=gate="+r.video(t, 6, 10), "STREAMDET_MINIO_ENDPOINT="+testenv.FreeAddr(t))...)
+		st := p.waitFor("the video detected, snapshots waiting for storage", 90*time.Second, cameraDone("gate"))
+		taken := st.Snapshots.Taken
+		if taken < 2 || taken > 4 || st.Snapshots.Queued != 2*taken || st.Snapshots.Uploaded != 0 {
+			t.Fatalf("6 s with a 2 s cooldown, storage down: %+v", *st.Snapshots)
+		}
+		p.stop()
+		p = r.start(t, nil, append(env, "STREAMDET_EDGE_CAMERAS=gate="+r.video(t, 2, 10), "STREAMDET_MINIO_ENDPOINT="+r.stack.MinIOEndpoint)...)
+		st = p.waitFor("every snapshot uploaded", 60*time.Second, func(st contract.DeviceStatus) bool {
+			return cameraDone("gate")(st) && st.Snapshots.Queued == 0
+		})
+		total := taken + st.Snapshots.Taken
+		if st.Snapshots.Uploaded != 2*total {
+			t.Fatalf("uploaded %d objects for %d snapshots", st.Snapshots.Uploaded, total)
+		}
+		p.stop()
+		var snaps []contract.Detections
+		for _, d := range r.central(t, "box7.gate", 0) {
+			if d.Edge.Snapshot != "" {
+				snaps = append(snaps, d)
+			} else if d.Frame != (contract.FrameRef{}) {
+				t.Fatalf("frame %s references a frame without a snapshot", d.FrameID)
+			}
+		}
+		if int64(len(snaps)) != total {
+			t.Fatalf("%d snapshot detections centrally, %d taken", len(snaps), total)
+		}
+		for _, d := range snaps {
+			if d.Edge.Snapshot != "dog-on-path" {
+				t.Fatalf("rule %q fired", d.Edge.Snapshot)
+			}
+			if err := contract.ValidateFrameRef(d.Frame, "frames"); err != nil || d.Frame.FrameID != d.FrameID {
+				t.Fatalf("snapshot reference %+v: %v", d.Frame, err)
+			}
+			b, err := store.Get(ctx, d.Frame.Bucket, d.Frame.Key, 16<<20)
+			sum := sha256.Sum256(b)
+			if err != nil || hex.EncodeToString(sum[:]) != d.Frame.SHA256 || int64(len(b)) != d.Frame.Size {
+				t.Fatalf("snapshot object %s: %v", d.Frame.Key, err)
+			}
+			if a, err := store.Get(ctx, "annotated", contract.AnnotatedKey(d), 16<<20); err != nil || len(a) < 1000 {
+				t.Fatalf("annotated copy %s: %v", contract.AnnotatedKey(d), err)
+			}
+		}
+		t.Logf("%d snapshots (%d while storage was unreachable, uploaded after a restart), each with its annotated copy", total, taken)
 	})
 }

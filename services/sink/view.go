@@ -105,11 +105,8 @@ func NewView(c ViewConfig) *View {
 
 var traceIDRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
-// AnnotatedKey is where the annotated frame of (stream, frame, model, version) is stored: one
-// object per row identity, so a frame rendered again overwrites itself.
-func AnnotatedKey(d contract.Detections) string {
-	return d.StreamID + "/" + d.FrameID + "/" + d.Model.Name + "/" + d.Model.Version + ".jpg"
-}
+// AnnotatedKey is where the annotated frame of a row is stored (contract.AnnotatedKey).
+func AnnotatedKey(d contract.Detections) string { return contract.AnnotatedKey(d) }
 
 // Offer queues a frame's detections for rendering, or skips it when rendering is behind.
 func (v *View) Offer(d contract.Detections) {
