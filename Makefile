@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build edge edge-arm64 images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover
+.PHONY: help build edge edge-arm64 edge-fps images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,6 +49,9 @@ build: ## build every binary into bin/
 edge: ## the edge packages: dist/streamdet-edge-*-linux-{amd64,arm64}.tar.gz (arm64 cross-compiled; docs/edge.md)
 	ARCH=amd64 deploy/edge/build.sh
 	@$(MAKE) --no-print-directory edge-arm64
+
+edge-fps: ## measure the edge runtime here: frames/s and CPU per frame, 1 and 2 cameras of 1080p (needs make up; docs/edge.md)
+	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 STREAMDET_EDGE_FPS_MEASURE=1 $(GO) test -tags integration -count=1 -run TestIntegrationEdgeFPS -v ./services/edge/ | grep -E 'camera|PASS|FAIL|ok'
 
 edge-arm64: ## the arm64 edge package only, and the arm64 root its test runs it in under qemu-user
 	ARCH=arm64 deploy/edge/build.sh

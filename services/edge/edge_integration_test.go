@@ -654,3 +654,79 @@ func TestIntegrationEdge(t *testing.T) {
 		t.Logf("%d snapshots (%d while storage was unreachable, uploaded after a restart), each with its annotated copy", total, taken)
 	})
 }
+
+// TestIntegrationEdgeFPS measures (make edge-fps; no assertion): frames per second the amd64
+// build detects, and its CPU per frame, with 1 and 2 cameras of 1080p H.264 at 30 fps, yolox_nano
+// at 416, the default engine layout for this machine's cores.
+func TestIntegrationEdgeFPS(t *testing.T) {
+	if os.Getenv("STREAMDET_EDGE_FPS_MEASURE") != "1" {
+		t.Skip("a measurement, not a check: make edge-fps")
+	}
+	r := newRig(t)
+	vid := filepath.Join(t.TempDir(), "dog-1080p.mp4")
+	cmd := exec.Command("ffmpeg", "-nostdin", "-loglevel", "error", "-loop", "1", "-framerate", "30", "-i", testenv.Shared(t, "images", "dog.jpg"),
+		"-t", "40", "-vf", "scale=1920:1080", "-c:v", "libx264", "-crf", "18", "-pix_fmt", "yuv420p", vid)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg: %v\n%s", err, b)
+	}
+	for _, n := range []int{1, 2} {
+		cams := []string{}
+		for i := 0; i < n; i++ {
+			cams = append(cams, fmt.Sprintf("cam%d=%s", i, vid))
+		}
+		p := r.start(t, nil, append(staticModel(t), fmt.Sprintf("STREAMDET_EDGE_DEVICE_ID=fps%d", n), "STREAMDET_EDGE_DATA_DIR="+t.TempDir(),
+			"STREAMDET_EDGE_CAMERAS="+strings.Join(cams, ","), "STREAMDET_EDGE_FPS=30")...)
+		p.waitFor("detecting", 60*time.Second, func(st contract.DeviceStatus) bool { return st.Detected > 30 })
+		pid := p.cmd.Process.Pid
+		st0, cpu0, ff0, t0 := mustStatus(t, p), cpuSeconds(pid), childrenCPU(pid), time.Now()
+		time.Sleep(20 * time.Second)
+		st1, cpu1, ff1, t1 := mustStatus(t, p), cpuSeconds(pid), childrenCPU(pid), time.Now()
+		frames := float64(st1.Detected - st0.Detected)
+		var read, skipped int64
+		for id, c := range st1.Cameras {
+			read += c.Frames - st0.Cameras[id].Frames
+			skipped += c.Skipped - st0.Cameras[id].Skipped
+		}
+		t.Logf("%d camera(s) of 1080p at 30 fps: %.1f frames/s detected (%.1f per camera), %d read, %d skipped; CPU-ms per detected frame: edge process %.1f, its ffmpeg readers %.1f",
+			n, frames/t1.Sub(t0).Seconds(), frames/t1.Sub(t0).Seconds()/float64(n), read, skipped, 1000*(cpu1-cpu0)/frames, 1000*(ff1-ff0)/frames)
+		p.stop()
+	}
+}
+
+func mustStatus(t *testing.T, p *edgeProc) contract.DeviceStatus {
+	st, err := p.status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// childrenCPU is the CPU time of pid's running children (the ffmpeg readers).
+func childrenCPU(pid int) float64 {
+	total := 0.0
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		if ppid, _ := strconv.Atoi(f[1]); ppid == pid {
+			total += cpuSeconds(child)
+		}
+	}
+	return total
+}
+
+// cpuSeconds is a process's user+system CPU time from /proc.
+func cpuSeconds(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / 100 // USER_HZ
+}

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
@@ -78,7 +77,6 @@ func TestCachedRegistry(t *testing.T) {
 }
 
 type fakeRoutes struct {
-	mu     sync.Mutex
 	routes []*routing.Route
 	err    error
 }
