@@ -3,7 +3,6 @@ package edge
 import (
 	"context"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -69,7 +68,7 @@ func (r *Reader) set(f func(*CameraStats)) {
 // Run reads the camera until ctx ends, or until its file ends when not looping.
 func (r *Reader) Run(ctx context.Context) {
 	defer close(r.frames)
-	wait := 500 * time.Millisecond
+	delay := newRetryDelay(500*time.Millisecond, 30*time.Second)
 	for ctx.Err() == nil {
 		r.set(func(s *CameraStats) { s.State = "connecting" })
 		got := false
@@ -90,9 +89,9 @@ func (r *Reader) Run(ctx context.Context) {
 			return
 		}
 		if got {
-			wait = 500 * time.Millisecond // it worked for a while: reconnect promptly
+			delay.reset() // it worked for a while: reconnect promptly
 		}
-		sleep := wait/2 + time.Duration(rand.Int64N(int64(wait)))
+		wait := delay.next()
 		r.set(func(s *CameraStats) {
 			s.State, s.Restarts = "backoff", s.Restarts+1
 			if err != nil {
@@ -100,14 +99,11 @@ func (r *Reader) Run(ctx context.Context) {
 			}
 		})
 		if err != nil {
-			r.log.Warn("camera failed; reconnecting", "in", sleep.String(), "err", err)
+			r.log.Warn("camera failed; reconnecting", "in", wait.String(), "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, wait) {
 			return
-		case <-time.After(sleep):
 		}
-		wait = min(2*wait, 30*time.Second)
 	}
 }
 

@@ -366,7 +366,7 @@ func (m mapCarrier) Keys() []string {
 // is down; records leave the queue only once Kafka acknowledged them (acks=all). svc is the
 // service's context: while it runs the forwarder waits for work, after it ended it only drains.
 func (rt *Runtime) forward(ctx, svc context.Context, w *kafka.Writer) {
-	wait := 200 * time.Millisecond
+	delay := newRetryDelay(200*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
 		entries, err := rt.queue.Peek(256)
 		if err != nil {
@@ -420,16 +420,13 @@ func (rt *Runtime) forward(ctx, svc context.Context, w *kafka.Writer) {
 		}
 		if err == nil {
 			rt.setUplink(nil)
-			wait = 200 * time.Millisecond
+			delay.reset()
 			continue
 		}
 		rt.setUplink(err)
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, delay.next()) {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
 	}
 }
 

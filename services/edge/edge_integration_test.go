@@ -360,6 +360,28 @@ func TestIntegrationEdge(t *testing.T) {
 		if beats < 3 {
 			t.Fatalf("%d heartbeats from box1", beats)
 		}
+		// The fleet view from those heartbeats.
+		detctl := filepath.Join(t.TempDir(), "detctl")
+		build := exec.Command("go", "build", "-o", detctl, "./tools/cmd/detctl")
+		build.Dir = r.root
+		if out, err := build.CombinedOutput(); err != nil {
+			t.Fatalf("build detctl: %v\n%s", err, out)
+		}
+		lsctx, lscancel := context.WithTimeout(context.Background(), time.Minute)
+		defer lscancel()
+		ls := exec.CommandContext(lsctx, detctl, "devices", "ls")
+		ls.Env = append(os.Environ(), "STREAMDET_KAFKA_BROKERS="+r.kafka)
+		out, err := ls.CombinedOutput()
+		row := ""
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(l, "box1 ") {
+				row = l
+			}
+		}
+		if f := strings.Fields(row); err != nil || len(f) < 4 || f[1] != "default" || f[2] != "yolox-nano" || f[3] != "1" || !strings.Contains(row, "stopping") {
+			t.Fatalf("detctl devices ls: %v\n%s", err, out)
+		}
+		t.Logf("detctl devices ls:\n%s", out)
 	})
 
 	// (2) Kafka stopped for 60 s while the camera runs: afterwards every detection made during

@@ -233,7 +233,7 @@ func (u *Uploader) Uploaded() int64 {
 
 // Run uploads until ctx ends.
 func (u *Uploader) Run(ctx context.Context) {
-	wait := 200 * time.Millisecond
+	delay := newRetryDelay(200*time.Millisecond, 10*time.Second)
 	for ctx.Err() == nil {
 		es, err := u.Queue.Peek(1)
 		if err != nil || len(es) == 0 {
@@ -253,16 +253,14 @@ func (u *Uploader) Run(ctx context.Context) {
 			u.mu.Lock()
 			u.uploaded++
 			u.mu.Unlock()
-			wait = 200 * time.Millisecond
+			delay.reset()
 			continue
 		}
+		wait := delay.next()
 		u.Log.Warn("snapshot upload failed; kept on disk", "key", e.Key, "in", wait.String(), "err", err)
-		select {
-		case <-ctx.Done():
+		if !sleep(ctx, wait) {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(2*wait, 10*time.Second)
 	}
 }
 
