@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -49,6 +50,19 @@ func IsDevice(src string) bool { return strings.HasPrefix(src, "/dev/video") }
 // IsFile reports whether src is a file (it ends; a stream or device is reconnected instead).
 func IsFile(src string) bool {
 	return !strings.Contains(src, "://") && !IsDevice(src) || strings.HasPrefix(src, "file://")
+}
+
+// Redact returns src with the password of a URL's user information replaced by "xxxxx", for
+// logs and status: camera URLs often carry credentials (rtsp://user:password@host/…).
+func Redact(src string) string {
+	u, err := url.Parse(src)
+	if err != nil || u.User == nil {
+		return src
+	}
+	if _, has := u.User.Password(); !has {
+		return src
+	}
+	return u.Redacted()
 }
 
 // Args are ffmpeg's arguments for reading src with o, frames written as JPEGs to stdout.
@@ -100,7 +114,9 @@ func Frames(ctx context.Context, src string, o Options, emit func([]byte) error)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("ffmpeg %s: %v: %s", src, err, strings.TrimSpace(stderr.String()))
+		// ffmpeg names its input in its errors: never with the camera's password.
+		msg := strings.ReplaceAll(strings.TrimSpace(stderr.String()), src, Redact(src))
+		return fmt.Errorf("ffmpeg %s: %v: %s", Redact(src), err, msg)
 	}
 	return ctx.Err()
 }

@@ -2,6 +2,7 @@ package video
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"strings"
@@ -42,6 +43,24 @@ func TestArgs(t *testing.T) {
 	}
 	if !IsFile("a.mp4") || IsFile("rtsp://x") || IsFile("/dev/video0") || !IsVideo("/dev/video1") {
 		t.Error("source kinds")
+	}
+}
+
+func TestRedact(t *testing.T) {
+	for src, want := range map[string]string{
+		"rtsp://admin:s3cret@10.0.0.2:554/s1": "rtsp://admin:xxxxx@10.0.0.2:554/s1",
+		"rtsp://10.0.0.2/s1":                  "rtsp://10.0.0.2/s1",
+		"/dev/video0":                         "/dev/video0",
+		"clip.mp4":                            "clip.mp4",
+	} {
+		if got := Redact(src); got != want || strings.Contains(got, "s3cret") {
+			t.Errorf("Redact(%s) = %s, want %s", src, got, want)
+		}
+	}
+	// The error of a failed camera never carries the password.
+	err := Frames(context.Background(), "rtsp://admin:s3cret@127.0.0.1:1/none", Options{}, func([]byte) error { return nil })
+	if err == nil || strings.Contains(err.Error(), "s3cret") || !strings.Contains(err.Error(), "admin:xxxxx@") {
+		t.Fatalf("error %v", err)
 	}
 }
 

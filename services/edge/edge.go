@@ -136,9 +136,8 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 
 	// Models: the group's route from the registry, or one file.
 	mctx, stopModels := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopModels()
 	var modelsDone sync.WaitGroup
-	defer modelsDone.Wait()
+	defer func() { stopModels(); modelsDone.Wait() }() // engines closed before Run returns, on every path
 	if rt.models, err = rt.startModels(mctx, &modelsDone); err != nil {
 		return err
 	}
