@@ -21,6 +21,9 @@ const (
 	ArmCanary  = "canary"  // any other weighted arm
 	ArmPinned  = "pinned"  // a per-stream pin
 	ArmShadow  = "shadow"  // the shadow version (results on the shadow topic only)
+	// ArmReference: the primary version run beside a canary on a sample of its frames, to
+	// measure the canary's agreement (results on the shadow topic only).
+	ArmReference = "reference"
 )
 
 // Arm is a version and its share of streams.
@@ -37,10 +40,14 @@ type Shadow struct {
 
 // Route is the routing document of one model name.
 type Route struct {
-	Model  string            `json:"model"`
-	Arms   []Arm             `json:"arms"`
-	Shadow *Shadow           `json:"shadow,omitempty"`
-	Pins   map[string]string `json:"pins,omitempty"`
+	Model  string  `json:"model"`
+	Arms   []Arm   `json:"arms"`
+	Shadow *Shadow `json:"shadow,omitempty"`
+	// Compare is the share of canary frames also run on the primary version (a paired shadow:
+	// its results go to the shadow topic only), so that each canary has an agreement measure
+	// against the primary on the same frames. 0 (default) runs none.
+	Compare float64           `json:"compare,omitempty"`
+	Pins    map[string]string `json:"pins,omitempty"`
 	// Sticky places streams by hash (default true). When false, each frame is placed by the
 	// hash of its frame id instead.
 	Sticky *bool `json:"sticky,omitempty"`
@@ -85,6 +92,9 @@ func (r *Route) Validate() error {
 		if !(s.Sample >= 0 && s.Sample <= 1) {
 			errs = append(errs, fmt.Errorf("route: shadow %s: sample %v, want [0, 1]", s.Version, s.Sample))
 		}
+	}
+	if !(r.Compare >= 0 && r.Compare <= 1) {
+		errs = append(errs, fmt.Errorf("route: compare %v, want [0, 1]", r.Compare))
 	}
 	if len(r.Pins) > MaxPins {
 		errs = append(errs, fmt.Errorf("route: %d pins, at most %d", len(r.Pins), MaxPins))
@@ -144,6 +154,9 @@ type Decision struct {
 	Version string
 	Arm     string
 	Shadow  string // version to run as shadow on this frame, or ""
+	// Paired: Shadow is the primary run beside a canary (Route.Compare), the reference the
+	// canary is compared with.
+	Paired bool
 }
 
 // hash01 maps s to [0, 1).
@@ -220,9 +233,11 @@ func (r *Route) Choose(stream, frame string, state func(string) State) (d Decisi
 		d = Decision{Version: chosen.Version, Arm: ArmCanary}
 		if chosen.Version == primary {
 			d.Arm = ArmPrimary
+		} else if r.Compare > 0 && state(primary) == Ready && hash01("compare/"+frame) < r.Compare {
+			d.Shadow, d.Paired = primary, true
 		}
 	}
-	if s := r.Shadow; s != nil && s.Version != d.Version && state(s.Version) == Ready && hash01("shadow/"+frame) < s.Sample {
+	if s := r.Shadow; s != nil && !d.Paired && s.Version != d.Version && state(s.Version) == Ready && hash01("shadow/"+frame) < s.Sample {
 		d.Shadow = s.Version
 	}
 	return d, true

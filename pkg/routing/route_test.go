@@ -142,3 +142,42 @@ func TestLoadingVersionDoesNotFlipStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestCompare: a sampled share of canary frames runs the primary beside it (paired, the
+// reference); primary frames never do; a paired frame runs no other shadow.
+func TestCompare(t *testing.T) {
+	sticky := false
+	r := &Route{Model: "m", Arms: []Arm{{"1", 50}, {"2", 50}}, Compare: 0.25, Sticky: &sticky, Shadow: &Shadow{Version: "3", Sample: 1}}
+	if err := r.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ready := func(string) State { return Ready }
+	canary, paired := 0, 0
+	for i := 0; i < 4000; i++ {
+		d, ok := r.Choose("cam", fmt.Sprint("f", i), ready)
+		if !ok {
+			t.Fatal("not routed")
+		}
+		switch {
+		case d.Arm == ArmPrimary && (d.Paired || d.Shadow != "3"):
+			t.Fatalf("primary frame %+v", d)
+		case d.Arm == ArmCanary && d.Paired:
+			paired++
+			if d.Shadow != "1" {
+				t.Fatalf("paired with %s", d.Shadow)
+			}
+		case d.Arm == ArmCanary && d.Shadow != "3":
+			t.Fatalf("canary frame %+v", d)
+		}
+		if d.Arm == ArmCanary {
+			canary++
+		}
+	}
+	if share := float64(paired) / float64(canary); share < 0.2 || share > 0.3 {
+		t.Fatalf("%d of %d canary frames paired (%.2f), want about 0.25", paired, canary, share)
+	}
+	r.Compare = 1.5
+	if r.Validate() == nil {
+		t.Fatal("compare 1.5 accepted")
+	}
+}

@@ -27,16 +27,20 @@ type RedisConfig struct {
 	TLS tlsconf.Config
 	// KeyPrefix: STREAMDET_REDIS_PREFIX, default "streamdet".
 	KeyPrefix string
+	// StatsHorizon is how long per-minute statistics are kept (STREAMDET_STATS_HORIZON,
+	// default 24h, [1h, 30d]).
+	StatsHorizon time.Duration
 }
 
 // RedisFromEnv reads the RedisConfig.
 func RedisFromEnv(env envconf.Env) RedisConfig {
 	return RedisConfig{
-		Addr:      env.String("STREAMDET_REDIS_ADDR", ""),
-		Username:  env.String("STREAMDET_REDIS_USERNAME", ""),
-		Password:  env.Secret("STREAMDET_REDIS_PASSWORD"),
-		TLS:       tlsconf.FromEnv(env, "STREAMDET_REDIS"),
-		KeyPrefix: env.String("STREAMDET_REDIS_PREFIX", "streamdet"),
+		Addr:         env.String("STREAMDET_REDIS_ADDR", ""),
+		Username:     env.String("STREAMDET_REDIS_USERNAME", ""),
+		Password:     env.Secret("STREAMDET_REDIS_PASSWORD"),
+		TLS:          tlsconf.FromEnv(env, "STREAMDET_REDIS"),
+		KeyPrefix:    env.String("STREAMDET_REDIS_PREFIX", "streamdet"),
+		StatsHorizon: env.Duration("STREAMDET_STATS_HORIZON", 24*time.Hour),
 	}
 }
 
@@ -49,6 +53,9 @@ func (c RedisConfig) Validate() error {
 	if c.Password == "" {
 		errs = append(errs, errors.New("STREAMDET_REDIS_PASSWORD(_FILE) is required"))
 	}
+	if c.StatsHorizon != 0 && (c.StatsHorizon < time.Hour || c.StatsHorizon > 30*24*time.Hour) {
+		errs = append(errs, fmt.Errorf("STREAMDET_STATS_HORIZON %s: must be in [1h, 720h]", c.StatsHorizon))
+	}
 	return errors.Join(append(errs, c.TLS.Validate())...)
 }
 
@@ -59,8 +66,10 @@ func (c RedisConfig) Validate() error {
 //	<prefix>:status:<model>        hash version → Status JSON (loading, ready, failed)
 //	<prefix>:stats:<model>         hash "<version>|<arm>|<counter>" → number
 type Store struct {
-	rdb    *redis.Client
-	prefix string
+	rdb     *redis.Client
+	prefix  string
+	horizon time.Duration
+	now     func() time.Time
 }
 
 // NewStore connects (lazily) to Redis.
@@ -75,7 +84,11 @@ func NewStore(c RedisConfig) (*Store, error) {
 		return nil, err
 	}
 	o.TLSConfig = t
-	return &Store{rdb: redis.NewClient(o), prefix: c.KeyPrefix}, nil
+	h := c.StatsHorizon
+	if h <= 0 {
+		h = 24 * time.Hour
+	}
+	return &Store{rdb: redis.NewClient(o), prefix: c.KeyPrefix, horizon: h, now: time.Now}, nil
 }
 
 // Close closes the connection pool.
@@ -249,11 +262,22 @@ type Sample struct {
 	Error        bool
 }
 
-// Agreement is how far a shadow's boxes match the primary's on one frame.
+// Agreement is how far a candidate version's boxes match a reference version's on one frame:
+// a shadow against the version that served the frame, or a canary (which served it) against the
+// primary run beside it on a sample of canary frames (Route.Compare).
 type Agreement struct {
-	Version                      string // the shadow's version
-	PrimaryBoxes, PrimaryMatched int    // primary boxes, and those the shadow also found
-	ShadowBoxes, ShadowMatched   int    // shadow boxes, and those the primary also found
+	Version                      string // the candidate: the shadow, or the canary
+	Reference                    string // the version it is compared with ("" means the served one, for old callers)
+	Arm                          string // the candidate's arm: shadow (default) or canary
+	PrimaryBoxes, PrimaryMatched int    // reference boxes, and those the candidate also found
+	ShadowBoxes, ShadowMatched   int    // candidate boxes, and those the reference also found
+}
+
+func (a *Agreement) arm() string {
+	if a.Arm == "" {
+		return ArmShadow
+	}
+	return a.Arm
 }
 
 // Record adds one frame's figures (and agreement, when a shadow ran) to the model's statistics.
@@ -270,13 +294,14 @@ func (s *Store) Record(ctx context.Context, model string, smp Sample, agr *Agree
 		p.HIncrByFloat(ctx, key, f("latency_ms_sum"), smp.LatencyMS)
 	}
 	if a := agr; a != nil {
-		g := func(name string) string { return a.Version + "|" + ArmShadow + "|" + name }
+		g := func(name string) string { return a.Version + "|" + a.arm() + "|" + name }
 		p.HIncrBy(ctx, key, g("compared_frames"), 1)
 		p.HIncrBy(ctx, key, g("primary_boxes"), int64(a.PrimaryBoxes))
 		p.HIncrBy(ctx, key, g("primary_matched"), int64(a.PrimaryMatched))
 		p.HIncrBy(ctx, key, g("shadow_boxes"), int64(a.ShadowBoxes))
 		p.HIncrBy(ctx, key, g("shadow_matched"), int64(a.ShadowMatched))
 	}
+	s.recordWindow(ctx, p, model, smp, agr)
 	_, err := p.Exec(ctx)
 	return err
 }

@@ -385,9 +385,18 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		if sres, serr := d.run(ctx, *shadow, data); serr == nil {
 			so := d.message(ctx, ref, *shadow, sres, fetchTime)
 			shadowOut = &so
+			// The candidate is compared with the reference: a shadow with the served version, or
+			// the served canary with the primary run beside it.
+			candidate := *shadow
 			agr = Agree(shadow.Model.Version, res.Detections, sres.Detections)
+			agr.Reference, agr.Arm = primary.Model.Version, routing.ArmShadow
+			if shadow.Arm == routing.ArmReference {
+				candidate = primary
+				agr = Agree(primary.Model.Version, sres.Detections, res.Detections)
+				agr.Reference, agr.Arm = shadow.Model.Version, primary.Arm
+			}
 			if agr.PrimaryBoxes > 0 {
-				d.agreement.Record(ctx, float64(agr.PrimaryMatched)/float64(agr.PrimaryBoxes), d.attrs(*shadow))
+				d.agreement.Record(ctx, float64(agr.PrimaryMatched)/float64(agr.PrimaryBoxes), d.attrs(candidate))
 			}
 		} else {
 			d.stage.Tel.Logger.WarnContext(ctx, "shadow inference failed", "version", shadow.Model.Version, "err", serr)
@@ -464,8 +473,9 @@ func (d *Detector) publish(ctx context.Context, w pipeline.Producer, out contrac
 	})
 }
 
-// Agree compares a shadow's boxes with the primary's on the same frame: a box is matched when
-// the other side has one of the same class at IoU ≥ 0.5.
+// Agree compares a candidate's boxes (shadow) with a reference's (primary) on the same frame: a
+// box is matched when the other side has one of the same class at IoU ≥ 0.5. version is the
+// candidate's; the caller sets Reference and Arm.
 func Agree(version string, primary, shadow []contract.Detection) *routing.Agreement {
 	a := &routing.Agreement{Version: version, PrimaryBoxes: len(primary), ShadowBoxes: len(shadow)}
 	for _, p := range primary {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -219,5 +220,72 @@ func TestManager(t *testing.T) {
 	})
 	if v := servedBy("cam-2"); v != "3" {
 		t.Fatalf("after the unload: %q", v)
+	}
+}
+
+type pairedResolver struct{ canary, reference Served }
+
+func (p pairedResolver) Resolve(string, string) (Served, *Served, error) {
+	r := p.reference
+	return p.canary, &r, nil
+}
+
+type recorder struct {
+	mu   sync.Mutex
+	agrs []routing.Agreement
+}
+
+func (r *recorder) Record(_ context.Context, _ string, _ routing.Sample, a *routing.Agreement) error {
+	if a != nil {
+		r.mu.Lock()
+		r.agrs = append(r.agrs, *a)
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+// TestPairedCanary: a canary frame run beside the primary (Route.Compare) is served by the canary
+// on the detections topic, the primary's result goes to the shadow topic only (arm reference),
+// and the agreement is recorded for the canary against the primary.
+func TestPairedCanary(t *testing.T) {
+	f := newFixture(t, nil)
+	eng := loadEngine(t, f.lib)
+	dets, _ := f.kc.Writer("t.detections")
+	shadow, _ := f.kc.Writer("t.detections.shadow")
+	defer dets.Close()
+	defer shadow.Close()
+	rec := &recorder{}
+	res := pairedResolver{canary: Served{Eng: eng, Model: ModelOf("coco", "2", eng), Arm: routing.ArmCanary},
+		reference: Served{Eng: eng, Model: ModelOf("coco", "1", eng), Arm: routing.ArmReference}}
+	d, err := New(Options{Models: res, Stage: f.stage, Store: f.store, Detections: pipeline.KafkaProducer(dets), Shadow: pipeline.KafkaProducer(shadow),
+		MaxBytes: 8 << 20, FramesBucket: "frames", Recorder: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	go d.RunStats(ctx)
+	dog, _ := os.ReadFile(testenv.Shared(t, "images", "dog.jpg"))
+	if err := d.Handle(ctx, refMessage(storeFrame(t, f.store, "cam-1", "f-1", dog))); err != nil {
+		t.Fatal(err)
+	}
+	var main, side contract.Detections
+	json.Unmarshal(testenv.ReadTopic(ctx, t, f.brokers, "t.detections", 1)[0].Value, &main)
+	json.Unmarshal(testenv.ReadTopic(ctx, t, f.brokers, "t.detections.shadow", 1)[0].Value, &side)
+	if main.Model.Version != "2" || main.Route.Arm != "canary" || side.Model.Version != "1" || side.Route.Arm != "reference" {
+		t.Fatalf("main %s/%s, shadow topic %s/%s", main.Model.Version, main.Route.Arm, side.Model.Version, side.Route.Arm)
+	}
+	for ctx.Err() == nil {
+		rec.mu.Lock()
+		n := len(rec.agrs)
+		rec.mu.Unlock()
+		if n > 0 {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	a := rec.agrs[0]
+	if a.Version != "2" || a.Reference != "1" || a.Arm != routing.ArmCanary || a.PrimaryBoxes == 0 || a.PrimaryMatched != a.PrimaryBoxes {
+		t.Fatalf("agreement %+v", a)
 	}
 }

@@ -276,6 +276,9 @@ func (m *Manager) Resolve(stream, frame string) (Served, *Served, error) {
 	if d.Shadow != "" {
 		s := *m.ready[d.Shadow]
 		s.Arm = routing.ArmShadow
+		if d.Paired {
+			s.Arm = routing.ArmReference
+		}
 		sh = &s
 	}
 	return p, sh, nil

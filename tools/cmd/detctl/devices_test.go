@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/streamdet/streamdet/pkg/routing"
 )
 
 func TestFleet(t *testing.T) {
@@ -34,5 +36,21 @@ func TestFleet(t *testing.T) {
 	printFleet(&out, devs, "docks", true, now)
 	if strings.Count(out.String(), "\n") != 1 || !strings.Contains(out.String(), `"device":"box2"`) {
 		t.Fatalf("json for group docks:\n%s", out.String())
+	}
+}
+
+func TestPrintWindow(t *testing.T) {
+	lat := make([]int64, len(routing.LatencyBoundsMS)+1)
+	lat[3] = 99 // 5–10 ms
+	lat[6] = 1  // 20–30 ms
+	w := routing.Window{Since: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC), Until: time.Date(2026, 12, 1, 12, 15, 0, 0, time.UTC),
+		Versions: []routing.VersionWindow{{Version: "2", Arm: "canary", Frames: 100, Errors: 1, Detections: 396, ScoreSum: 300, Latency: lat}},
+		Pairs:    []routing.PairWindow{{Candidate: "2", Reference: "1", Arm: "canary", Compared: 20, RefBoxes: 80, RefMatched: 76}}}
+	var out bytes.Buffer
+	printWindow(&out, w)
+	for _, want := range []string{"1.00%", "4.00", "0.758", "agreement of canary 2 with 1 over 20 frames: 95.0% of 1's boxes found (76/80, 95% CI 87.8–98.0%)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("missing %q in:\n%s", want, out.String())
+		}
 	}
 }

@@ -21,7 +21,7 @@ var routeCommands = map[string]command{
 	"get":      {"show a route and each version's load status", runRouteGet},
 	"promote":  {"send 100% to a version, keeping the others warm: detctl route promote NAME VERSION [--keep-warm 10m]", runRoutePromote},
 	"rollback": {"restore the route before the last change", runRouteRollback},
-	"stats":    {"per version and arm: frames, latency, detections, scores, errors, shadow agreement", runRouteStats},
+	"stats":    {"per version and arm: frames, latency, detections, scores, errors, agreement; --since 15m for a window (p50/p99, agreement with a 95% interval)", runRouteStats},
 }
 
 type kvList []string
@@ -53,9 +53,10 @@ func runRouteSet(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	shadow := fs.String("shadow", "", "version to run as shadow")
 	sample := fs.Float64("shadow-sample", 1, "share of frames the shadow runs on")
 	noSticky := fs.Bool("no-sticky", false, "place each frame independently instead of each stream")
+	compare := fs.Float64("compare", 0, "share of canary frames also run on the primary, to measure each canary's agreement with it (0 to 1)")
 	pos, err := parse(fs, args)
 	if err != nil || len(pos) != 1 || len(weights) == 0 {
-		fmt.Fprintln(stderr, "usage: detctl route set NAME --weights 1=90,2=10 [--shadow V --shadow-sample 0.2] [--pin STREAM=V]")
+		fmt.Fprintln(stderr, "usage: detctl route set NAME --weights 1=90,2=10 [--compare 0.2] [--shadow V --shadow-sample 0.2] [--pin STREAM=V]")
 		return 2
 	}
 	r := &routing.Route{Model: pos[0]}
@@ -84,6 +85,7 @@ func runRouteSet(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		f := false
 		r.Sticky = &f
 	}
+	r.Compare = *compare
 	return withClients(ctx, "route set", true, stderr, func(c *clients) error { return storeRoute(ctx, c, r, stdout) })
 }
 
@@ -216,12 +218,18 @@ func runRouteRollback(ctx context.Context, args []string, stdout, stderr io.Writ
 func runRouteStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("route stats", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
+	since := fs.Duration("since", 0, "only the last DURATION (per-minute buckets, within the statistics horizon, 24h by default); 0: everything since the versions were first served")
 	pos, err := parse(fs, args)
-	if err != nil || len(pos) != 1 {
-		fmt.Fprintln(stderr, "usage: detctl route stats NAME [--json]")
+	if err != nil || len(pos) != 1 || *since < 0 {
+		fmt.Fprintln(stderr, "usage: detctl route stats NAME [--since 15m] [--json]")
 		return 2
 	}
-	return withClients(ctx, "route stats", true, stderr, func(c *clients) error { return showStats(ctx, c, pos[0], *asJSON, stdout) })
+	return withClients(ctx, "route stats", true, stderr, func(c *clients) error {
+		if *since > 0 {
+			return showWindow(ctx, c, pos[0], *since, *asJSON, stdout)
+		}
+		return showStats(ctx, c, pos[0], *asJSON, stdout)
+	})
 }
 
 func showStats(ctx context.Context, c *clients, model string, asJSON bool, stdout io.Writer) error {
@@ -247,11 +255,45 @@ func showStats(ctx context.Context, c *clients, model string, asJSON bool, stdou
 		if s.Compared == 0 {
 			continue
 		}
-		fmt.Fprintf(stdout, "agreement of %s %s with the primary over %d frames: %.1f%% of primary boxes matched (%d/%d), %.1f%% of %s boxes matched (%d/%d) [IoU ≥ 0.5, same class]\n",
+		fmt.Fprintf(stdout, "agreement of %s %s over %d frames: %.1f%% of the reference's boxes matched (%d/%d), %.1f%% of %s boxes matched (%d/%d) [IoU ≥ 0.5, same class]\n",
 			s.Arm, s.Version, s.Compared, 100*div(float64(s.PrimaryMatched), float64(s.PrimaryBoxes)), s.PrimaryMatched, s.PrimaryBoxes,
 			100*div(float64(s.ShadowMatched), float64(s.ShadowBoxes)), s.Arm, s.ShadowMatched, s.ShadowBoxes)
 	}
 	return nil
+}
+
+// showWindow prints the model's statistics over the last since: per version and arm, with
+// latency quantiles from the histogram, and each candidate's agreement with its reference with a
+// 95 % confidence interval.
+func showWindow(ctx context.Context, c *clients, model string, since time.Duration, asJSON bool, stdout io.Writer) error {
+	w, err := c.routes.ReadWindow(ctx, model, time.Now().Add(-since))
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(w)
+	}
+	printWindow(stdout, w)
+	return nil
+}
+
+func printWindow(stdout io.Writer, w routing.Window) {
+	fmt.Fprintf(stdout, "from %s to %s\n", w.Since.Local().Format(time.DateTime), w.Until.Local().Format(time.DateTime))
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VERSION\tARM\tFRAMES\tERROR RATE\tDET/FRAME\tMEAN SCORE\tp50 ms\tp99 ms")
+	for _, v := range w.Versions {
+		if v.Frames == 0 {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.2f%%\t%.2f\t%.3f\t%.1f\t%.1f\n", v.Version, v.Arm, v.Frames, 100*v.ErrorRate(), v.DetectionsPerFrame(),
+			div(v.ScoreSum, float64(v.Detections)), v.LatencyQuantile(0.5), v.LatencyQuantile(0.99))
+	}
+	tw.Flush()
+	for _, p := range w.Pairs {
+		share, lo, hi := p.Agreement()
+		fmt.Fprintf(stdout, "agreement of %s %s with %s over %d frames: %.1f%% of %s's boxes found (%d/%d, 95%% CI %.1f–%.1f%%) [IoU ≥ 0.5, same class]\n",
+			p.Arm, p.Candidate, p.Reference, p.Compared, 100*share, p.Reference, p.RefMatched, p.RefBoxes, 100*lo, 100*hi)
+	}
 }
 
 func div(a, b float64) float64 {
