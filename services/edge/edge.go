@@ -48,7 +48,7 @@ type Runtime struct {
 	tel     *telemetry.Telemetry
 	topics  kafkax.Topics
 	queue   *Queue
-	models  detect.Resolver
+	models  atomic.Pointer[detect.Resolver] // nil until the model file is loaded or the route followed
 	health  *service.Health
 	readers map[string]*Reader
 	started time.Time
@@ -138,9 +138,11 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	mctx, stopModels := context.WithCancel(context.WithoutCancel(ctx))
 	var modelsDone sync.WaitGroup
 	defer func() { stopModels(); modelsDone.Wait() }() // engines closed before Run returns, on every path
-	if rt.models, err = rt.startModels(mctx, &modelsDone); err != nil {
+	models, err := rt.startModels(mctx, &modelsDone)
+	if err != nil {
 		return err
 	}
+	rt.models.Store(&models)
 
 	// The uplink: one writer for detections (through the queue) and heartbeats.
 	w, err := cfg.Kafka.Writer("")
@@ -264,7 +266,7 @@ func (rt *Runtime) detectFrame(ctx context.Context, cam Camera, f Frame) {
 	var res engine.Result
 	var err error
 	for try := 0; try < 3; try++ { // a version unloaded under the frame: pick again
-		if served, _, err = rt.models.Resolve(rt.cfg.Group, fmt.Sprint(f.At.UnixNano())); err != nil {
+		if served, _, err = rt.resolve(fmt.Sprint(f.At.UnixNano())); err != nil {
 			break
 		}
 		if res, err = served.Eng.Detect(ctx, f.JPEG); !errors.Is(err, engine.ErrClosed) {
@@ -347,6 +349,15 @@ func (rt *Runtime) detectFrame(ctx context.Context, cam Camera, f Frame) {
 	}
 	rt.detected.Add(1)
 	rt.frames.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", "detected")))
+}
+
+// resolve picks the version serving the device's group for a frame.
+func (rt *Runtime) resolve(frame string) (detect.Served, *detect.Served, error) {
+	m := rt.models.Load()
+	if m == nil {
+		return detect.Served{}, nil, detect.ErrNotRoutable
+	}
+	return (*m).Resolve(rt.cfg.Group, frame)
 }
 
 type mapCarrier map[string]string
@@ -491,7 +502,7 @@ func (rt *Runtime) Status(state string) contract.DeviceStatus {
 	st := contract.DeviceStatus{Device: rt.cfg.DeviceID, Group: rt.cfg.Group, State: state, At: now, Started: rt.started.UTC(),
 		Detected: rt.detected.Load(), Errors: rt.errs.Load(), Unserved: rt.unserved.Load(),
 		Forwarded: rt.forwarded.Load(), Upstream: rt.upstream.Load(), Cameras: map[string]contract.CameraStatus{}, Arch: runtime.GOARCH}
-	if s, _, err := rt.models.Resolve(rt.cfg.Group, ""); err == nil {
+	if s, _, err := rt.resolve(""); err == nil {
 		st.Model, st.Arm = s.Model, s.Arm
 	}
 	rt.uplinkMu.Lock()

@@ -577,10 +577,10 @@ func TestIntegrationEdge(t *testing.T) {
 		if err != nil {
 			t.Fatal("qemu-aarch64-static not installed (Debian's qemu-user-static; deploy/images/build.sh installs it)")
 		}
-		vid := r.video(t, 8, 10)
+		vid := r.video(t, 20, 10) // emulated inference takes seconds: enough frames for a few
 		p := r.start(t, []string{qemu, "-L", root, filepath.Join(dir, "bin", "streamdet-edge")}, append(staticModel(t),
 			"ONNXRUNTIME_LIB="+filepath.Join(dir, "lib", "libonnxruntime.so.1"), "LD_LIBRARY_PATH="+filepath.Join(dir, "lib"),
-			"STREAMDET_EDGE_DEVICE_ID=box6", "STREAMDET_EDGE_DATA_DIR="+t.TempDir(), "STREAMDET_EDGE_CAMERAS=gate="+vid, "STREAMDET_EDGE_FPS=2")...)
+			"STREAMDET_EDGE_DEVICE_ID=box6", "STREAMDET_EDGE_DATA_DIR="+t.TempDir(), "STREAMDET_EDGE_CAMERAS=gate="+vid, "STREAMDET_EDGE_FPS=1")...)
 		st := p.waitFor("the video detected and forwarded by the arm64 build", 5*time.Minute, cameraDone("gate"))
 		if st.Arch != "arm64" {
 			t.Fatalf("status says arch %q", st.Arch)

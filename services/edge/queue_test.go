@@ -90,3 +90,20 @@ func TestQueueBound(t *testing.T) {
 		t.Fatal("bad policy accepted")
 	}
 }
+
+// TestStatusBeforeModel: /status answers while the model is still loading (slow boards take
+// seconds), with no model named.
+func TestStatusBeforeModel(t *testing.T) {
+	q, err := OpenQueue(filepath.Join(t.TempDir(), "q.db"), 1<<20, DropOldest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	rt := &Runtime{cfg: Config{DeviceID: "d", Group: "g"}, queue: q, readers: map[string]*Reader{}}
+	if st := rt.Status("running"); st.Model.Version != "" || st.Device != "d" {
+		t.Fatalf("status %+v", st)
+	}
+	if _, _, err := rt.resolve("f"); err == nil {
+		t.Fatal("resolved without a model")
+	}
+}
