@@ -42,6 +42,7 @@ require (
 	github.com/tklauser/go-sysconf v0.3.15 // indirect
 	github.com/tklauser/numcpus v0.10.0 // indirect
 	github.com/yusufpapurcu/wmi v1.2.4 // indirect
+	go.etcd.io/bbolt v1.4.3 // indirect
 	go.yaml.in/yaml/v2 v2.4.4 // indirect
 	golang.org/x/sync v0.25.0 // indirect
 	sigs.k8s.io/yaml v1.6.0 // indirect
@@ -74,6 +75,7 @@ require (
 	github.com/rs/xid v1.6.0 // indirect
 	github.com/ryszard/goskiplist v0.0.0-20150312221310-2dfbae5fcf46 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
+	github.com/streamdet/streamdet/services/edge v0.0.0
 	github.com/streamdet/streamdet/services/ingest v0.0.0
 	github.com/streamdet/streamdet/services/sink v0.0.0
 	github.com/tinylib/msgp v1.6.4 // indirect
@@ -117,5 +119,7 @@ replace github.com/streamdet/streamdet/pkg => ../pkg
 replace github.com/streamdet/streamdet/services/detect => ../services/detect
 
 replace github.com/streamdet/streamdet/services/ingest => ../services/ingest
+
+replace github.com/streamdet/streamdet/services/edge => ../services/edge
 
 replace github.com/streamdet/streamdet/services/sink => ../services/sink

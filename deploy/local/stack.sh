@@ -54,7 +54,7 @@ APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium prometheus)
 
 # name:partitions for every topic the project uses; the stack creates them explicitly because
 # the broker runs with auto.create.topics.enable=false.
-TOPICS=${STREAMDET_TOPICS:-"streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3 streamdet.devices:3"}
+TOPICS=${STREAMDET_TOPICS:-"streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3 streamdet.devices:3 streamdet.rollouts:1"}
 
 TAG=stack
 # shellcheck source=deploy/local/lib.sh

@@ -18,6 +18,7 @@ const (
 	TypeDetections = "io.streamdet.detections.v1"
 	TypeDeadLetter = "io.streamdet.deadletter.v1"
 	TypeDevice     = "io.streamdet.device.status.v1"
+	TypeRollout    = "io.streamdet.rollout.event.v1"
 )
 
 // FrameRef is the claim check ingest publishes on the frames topic: the frame's bytes are in

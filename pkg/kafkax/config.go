@@ -90,6 +90,8 @@ type Topics struct {
 	Raw, Frames, Detections, Shadow, DLQ, Events string
 	// Devices carries edge devices' heartbeats (contract.DeviceStatus), keyed by device id.
 	Devices string
+	// Rollouts carries progressive rollouts' events (routing.RolloutEvent), keyed by model.
+	Rollouts string
 }
 
 // Topics returns the topic names for the Config's prefix.
@@ -101,7 +103,7 @@ func (c Config) Topics() Topics {
 	t := Topics{
 		Raw: p + ".frames.raw", Frames: p + ".frames", Detections: p + ".detections",
 		Shadow: p + ".detections.shadow", DLQ: p + ".dlq", Events: p + ".frames.events",
-		Devices: p + ".devices",
+		Devices: p + ".devices", Rollouts: p + ".rollouts",
 	}
 	if c.EventsTopic != "" {
 		t.Events = c.EventsTopic

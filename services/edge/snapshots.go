@@ -48,25 +48,8 @@ type SnapshotRule struct {
 	// bottom centre (where an object stands) lies inside one. Default: the whole frame.
 	Zones [][][2]float32 `json:"zones,omitempty"`
 	// Cooldown is the least time between two snapshots of the rule on one camera ("30s").
-	Cooldown Duration `json:"cooldown"`
+	Cooldown contract.Duration `json:"cooldown"`
 }
-
-// Duration is a time.Duration written as "30s" in JSON.
-type Duration time.Duration
-
-// UnmarshalJSON implements json.Unmarshaler.
-func (d *Duration) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("a duration is a string like \"30s\": %w", err)
-	}
-	v, err := time.ParseDuration(s)
-	*d = Duration(v)
-	return err
-}
-
-// MarshalJSON implements json.Marshaler.
-func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
 
 // ParseSnapshotRules reads a rules document ({"rules": [...]}) and validates every rule against
 // the device's cameras.

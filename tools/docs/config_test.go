@@ -12,6 +12,7 @@ import (
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/testenv"
 	"github.com/streamdet/streamdet/services/detect"
+	"github.com/streamdet/streamdet/services/edge"
 	"github.com/streamdet/streamdet/services/ingest"
 	"github.com/streamdet/streamdet/services/sink"
 )
@@ -140,4 +141,27 @@ func TestREADMEConfigTable(t *testing.T) {
 		t.Errorf("%s is read by a service but not in the README's configuration table", k)
 	}
 	t.Logf("%d variables read by the services", len(code))
+}
+
+// TestEdgeConfigDocumented: every variable the edge runtime reads beyond the services' own is
+// named in docs/edge.md.
+func TestEdgeConfigDocumented(t *testing.T) {
+	env := envconf.Map(nil)
+	edge.ConfigFromEnv(env)
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "docs", "edge.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	services := readByServices()
+	n := 0
+	for _, k := range env.Keys() {
+		if services[k] || strings.HasPrefix(k, "STREAMDET_KAFKA_") || strings.HasPrefix(k, "STREAMDET_MINIO_") || strings.HasPrefix(k, "STREAMDET_REDIS_") {
+			continue // documented in the README's table (docs/edge.md points there)
+		}
+		n++
+		if !strings.Contains(string(b), "`"+k+"`") {
+			t.Errorf("%s is read by streamdet-edge but not named in docs/edge.md", k)
+		}
+	}
+	t.Logf("%d edge-only variables", n)
 }

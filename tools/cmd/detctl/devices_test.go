@@ -54,3 +54,15 @@ func TestPrintWindow(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSteps(t *testing.T) {
+	steps, err := parseSteps("5:2m:50, 100:30s:10")
+	if err != nil || len(steps) != 2 || steps[0].Weight != 5 || time.Duration(steps[0].Hold) != 2*time.Minute || steps[1].MinFrames != 10 {
+		t.Fatalf("%+v %v", steps, err)
+	}
+	for _, bad := range []string{"5:2m", "x:2m:5", "5:soon:5", ""} {
+		if _, err := parseSteps(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
