@@ -1,0 +1,225 @@
+//go:build integration
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/routing"
+	"github.com/streamdet/streamdet/pkg/testenv"
+)
+
+// controller is a `detctl rollout run` process.
+type controller struct {
+	cmd  *exec.Cmd
+	out  *bytes.Buffer
+	mu   *sync.Mutex
+	done chan struct{}
+}
+
+func startController(t *testing.T, env []string, model string) *controller {
+	t.Helper()
+	c := &controller{out: &bytes.Buffer{}, mu: &sync.Mutex{}, done: make(chan struct{})}
+	c.cmd = exec.Command(filepath.Join(binaries(t), "detctl"), "rollout", "run", model, "--interval", "500ms")
+	c.cmd.Env = append(os.Environ(), env...)
+	w := &lockedWriter{b: c.out, mu: c.mu}
+	c.cmd.Stdout, c.cmd.Stderr = w, w
+	if err := c.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { c.cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() { c.cmd.Process.Kill(); <-c.done })
+	return c
+}
+
+func (c *controller) output() string { c.mu.Lock(); defer c.mu.Unlock(); return c.out.String() }
+
+type lockedWriter struct {
+	b  *bytes.Buffer
+	mu *sync.Mutex
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(p) }
+
+// TestIntegrationProgressiveRollout runs the real pipeline (ingest, detect, the registry, Redis,
+// Kafka) with frames flowing on 20 streams while the rollout controller works: (1) a good
+// candidate (the same model re-pushed) walks every step and is promoted, (3) its controller
+// killed with SIGKILL mid-rollout is replaced by another that resumes from the recorded step;
+// (2) a bad candidate (the same network declared as another family, so its boxes are wrong) is
+// rolled back at the first step, within a few frames over its minimum, and no stream stays on it.
+func TestIntegrationProgressiveRollout(t *testing.T) {
+	st := testenv.Require(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	run := fmt.Sprintf("pr%d", time.Now().UnixNano()%1e9)
+	model := "coco" + run
+	testenv.Topics(t, st.KafkaBrokers, 3, runTopics(run, "frames.raw", "frames", "detections", "detections.shadow", "dlq", "rollouts")...)
+	redisAddr, redisPW, _ := ownRedis(t)
+	env := []string{"STREAMDET_TOPIC_PREFIX=" + run, "STREAMDET_FRAMES_BUCKET=" + run + "-frames",
+		"STREAMDET_REDIS_ADDR=" + redisAddr, "STREAMDET_REDIS_PASSWORD=" + redisPW, "OTEL_TRACES_EXPORTER=none", "STREAMDET_LOG_LEVEL=warn"}
+	shared := testenv.Shared(t, "models")
+	names := filepath.Join(shared, "coco.names")
+	nano := filepath.Join(shared, "yolox_nano.onnx")
+	mustDetctl(t, env, "model", "push", "--name", model, "--version", "1", "--format", "yolox", "--names", names, nano)
+	mustDetctl(t, env, "model", "push", "--name", model, "--version", "2", "--format", "yolox", "--names", names, nano)
+	// The bad candidate: YOLOX's grid-encoded output read as YOLOv5's decoded boxes.
+	mustDetctl(t, env, "model", "push", "--name", model, "--version", "3", "--format", "yolov5", "--names", names, nano)
+	mustDetctl(t, env, "route", "set", model, "--weights", "1=100")
+
+	startService(t, "ingest", append(env, "STREAMDET_INGEST_GROUP="+run+"-ingest", "STREAMDET_INGEST_EVENTS=false"))
+	startService(t, "detect", append(env, "STREAMDET_DETECT_GROUP="+run+"-detect", "STREAMDET_MODEL_NAME="+model,
+		"STREAMDET_UNLOAD_GRACE=5s", "STREAMDET_ROUTE_RESYNC=500ms"))
+	dets := follow(ctx, t, st.KafkaBrokers, run+".detections")
+	events := follow(ctx, t, st.KafkaBrokers, run+".rollouts")
+
+	// Frames flow on 20 streams, about 8 a second, the three photographs in turn.
+	w := &kafka.Writer{Addr: kafka.TCP(st.KafkaBrokers...), Topic: run + ".frames.raw", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	defer w.Close()
+	var images [][]byte
+	for _, n := range []string{"person.jpg", "dog.jpg", "horses.jpg"} {
+		b, _ := os.ReadFile(testenv.Shared(t, "images", n))
+		images = append(images, b)
+	}
+	fctx, stopFrames := context.WithCancel(ctx)
+	framesDone := make(chan struct{})
+	go func() {
+		defer close(framesDone)
+		for i := 0; fctx.Err() == nil; i++ {
+			w.WriteMessages(fctx, kafka.Message{Key: []byte(fmt.Sprintf("cam-%d", i%20)), Value: images[(i/20+i)%3],
+				Headers: []kafka.Header{{Key: "ce_id", Value: []byte(fmt.Sprintf("%s-%d", run, i))}}})
+			time.Sleep(120 * time.Millisecond)
+		}
+	}()
+	defer func() { stopFrames(); <-framesDone }()
+
+	rollout := func() *routing.Rollout {
+		var r routing.Rollout
+		out := mustDetctl(t, env, "rollout", "status", model, "--json")
+		if err := json.Unmarshal([]byte(out), &r); err != nil {
+			t.Fatalf("rollout status: %v\n%s", err, out)
+		}
+		return &r
+	}
+	route := func() *routing.Route {
+		var v struct {
+			Route routing.Route `json:"route"`
+		}
+		json.Unmarshal([]byte(mustDetctl(t, env, "route", "get", model, "--json")), &v)
+		return &v.Route
+	}
+	waitState := func(c *controller, want string, limit time.Duration) *routing.Rollout {
+		t.Helper()
+		deadline := time.Now().Add(limit)
+		for {
+			r := rollout()
+			if r.State == want {
+				return r
+			}
+			if r.State != routing.RolloutRunning || time.Now().After(deadline) {
+				t.Fatalf("rollout %s, want %s (%s)\ncontroller:\n%s", r.Describe(), want, r.Reason, c.output())
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	gates := []string{"--compare", "1", "--min-agreement", "0.8", "--max-p99-ratio", "4", "--detections-band", "0.6"}
+
+	t.Run("good candidate promoted; controller killed mid-rollout resumes", func(t *testing.T) {
+		time.Sleep(3 * time.Second) // version 1 serving
+		mustDetctl(t, env, append([]string{"rollout", "start", model, "2", "--steps", "20:6s:10,50:6s:10,100:4s:10"}, gates...)...)
+		c1 := startController(t, env, model)
+		deadline := time.Now().Add(3 * time.Minute)
+		for rollout().Step < 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("step 2 not reached: %s\n%s", rollout().Describe(), c1.output())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		c1.cmd.Process.Signal(syscall.SIGKILL)
+		<-c1.done
+		killedAt := rollout().Step
+		c2 := startController(t, env, model)
+		r := waitState(c2, routing.RolloutPromoted, 4*time.Minute)
+		if !strings.Contains(c2.output(), "another controller holds") {
+			t.Errorf("the second controller did not wait for the dead one's lease:\n%s", c2.output())
+		}
+		if rt := route(); len(rt.Arms) != 1 || rt.Arms[0].Version != "2" {
+			t.Fatalf("route after promotion %+v", rt)
+		}
+		var acts []string
+		for _, e := range r.History {
+			acts = append(acts, fmt.Sprintf("%s@%d", e.Action, e.Step))
+		}
+		t.Logf("killed at step %d; history: %s", killedAt+1, strings.Join(acts, " "))
+		if got := strings.Join(acts, " "); got != "start@1 step@1 step@2 step@2 step@3 promote@3" {
+			t.Fatalf("history %s", got)
+		}
+		for _, e := range r.History {
+			if e.Action == "step" && e.Reason == "passed" && (e.Figures["agreement_lo"] < 0.8 || e.Figures["compared"] < 1) {
+				t.Fatalf("a step passed on %v", e.Figures)
+			}
+		}
+		waitEvents(t, events, "promote")
+	})
+
+	t.Run("bad candidate rolled back at the first step", func(t *testing.T) {
+		mustDetctl(t, env, append([]string{"rollout", "start", model, "3", "--steps", "20:6s:10,50:6s:10,100:6s:10"}, gates...)...)
+		started := time.Now()
+		c := startController(t, env, model)
+		r := waitState(c, routing.RolloutRolledBack, 3*time.Minute)
+		t.Logf("rolled back after %s: %s", time.Since(started).Round(time.Second), r.Reason)
+		if r.Step != 0 || !strings.Contains(r.Reason, "step 1") {
+			t.Fatalf("rolled back at step %d: %s", r.Step+1, r.Reason)
+		}
+		last := r.History[len(r.History)-1]
+		if last.Action != "rollback" || last.Figures["frames"] < 10 || last.Figures["frames"] > 40 {
+			t.Fatalf("rollback on %v", last.Figures)
+		}
+		if rt := route(); rt.Uses("3", time.Now()) || len(rt.Arms) != 1 || rt.Arms[0].Version != "2" {
+			t.Fatalf("route after the rollback %+v", rt)
+		}
+		// No stream stays on 3: frames detected from 3 s after the rollback are all version 2.
+		rolled := last.At
+		time.Sleep(6 * time.Second)
+		late := 0
+		for _, d := range decodeDetections(dets.snapshot()) {
+			if d.DetectedAt.After(rolled.Add(3 * time.Second)) {
+				late++
+				if d.Model.Version != "2" {
+					t.Fatalf("frame %s detected by %s after the rollback", d.FrameID, d.Model.Version)
+				}
+			}
+		}
+		if late < 10 {
+			t.Fatalf("only %d frames after the rollback", late)
+		}
+		waitEvents(t, events, "rollback")
+	})
+}
+
+// waitEvents waits for a rollout event with action on the rollouts topic.
+func waitEvents(t *testing.T, c *collector, action string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		for _, m := range c.snapshot() {
+			var ev routing.RolloutEvent
+			if json.Unmarshal(m.Value, &ev) == nil && ev.Action == action && header(m, contract.HeaderType) == contract.TypeRollout {
+				return
+			}
+		}
+	}
+	t.Fatalf("no %s event on the rollouts topic", action)
+}
