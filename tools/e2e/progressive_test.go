@@ -53,7 +53,11 @@ type lockedWriter struct {
 	mu *sync.Mutex
 }
 
-func (w *lockedWriter) Write(p []byte) (int, error) { w.mu.Lock(); defer w.mu.Unlock(); return w.b.Write(p) }
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
 
 // TestIntegrationProgressiveRollout runs the real pipeline (ingest, detect, the registry, Redis,
 // Kafka) with frames flowing on 20 streams while the rollout controller works: (1) a good
