@@ -84,9 +84,8 @@ func (r *Reader) Run(ctx context.Context) {
 			return
 		}
 		if err == nil && video.IsFile(r.cam.Source) && !r.loop {
-			r.set(func(s *CameraStats) { s.State = "ended" })
 			r.log.Info("video file ended")
-			return
+			return // "ended" once the detector has taken the last frame (markEnded)
 		}
 		if got {
 			delay.reset() // it worked for a while: reconnect promptly
@@ -106,6 +105,10 @@ func (r *Reader) Run(ctx context.Context) {
 		}
 	}
 }
+
+// markEnded records that the camera's file ended and its last frame was handled (called by
+// the detector when Frames is closed and drained).
+func (r *Reader) markEnded() { r.set(func(s *CameraStats) { s.State = "ended" }) }
 
 // offer puts f in the mailbox, replacing a frame the detector has not taken.
 func (r *Reader) offer(f Frame) {

@@ -32,6 +32,7 @@ func TestReader(t *testing.T) {
 		taken++
 		time.Sleep(200 * time.Millisecond) // a slow model: 5 fps against 20
 	}
+	r.markEnded() // what the detector does once the frames are drained
 	st := r.Stats()
 	if st.State != "ended" || st.Frames < 30 || st.Skipped == 0 || int64(taken)+st.Skipped != st.Frames {
 		t.Fatalf("took %d, stats %+v", taken, st)

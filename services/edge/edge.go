@@ -255,6 +255,9 @@ func (rt *Runtime) detectLoop(ctx context.Context, cam Camera, r *Reader) {
 		}
 		rt.detectFrame(ctx, cam, f)
 	}
+	if ctx.Err() == nil { // the file ended (not a shutdown): every frame it gave is handled
+		r.markEnded()
+	}
 }
 
 func (rt *Runtime) detectFrame(ctx context.Context, cam Camera, f Frame) {

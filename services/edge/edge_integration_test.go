@@ -264,6 +264,28 @@ func header(m kafka.Message, k string) (string, bool) {
 	return "", false
 }
 
+// sameResends checks that every duplicate is an identical resend (same frame id, same content)
+// and that there are at most limit of them (one forwarding batch).
+func sameResends(t *testing.T, ds []contract.Detections, limit int) {
+	t.Helper()
+	first := map[string][]byte{}
+	dups := 0
+	for _, d := range ds {
+		b, _ := json.Marshal(d)
+		if prev, ok := first[d.FrameID]; ok {
+			dups++
+			if string(prev) != string(b) {
+				t.Fatalf("frame %s sent twice with different content", d.FrameID)
+			}
+			continue
+		}
+		first[d.FrameID] = b
+	}
+	if dups > limit {
+		t.Fatalf("%d duplicates, more than one batch (%d) of resends", dups, limit)
+	}
+}
+
 // sequences checks that the stream's sequences first appear in increasing order and returns
 // the distinct ones and the number of duplicates.
 func sequences(t *testing.T, ds []contract.Detections) (seqs []int64, dups int) {
@@ -407,9 +429,11 @@ func TestIntegrationEdge(t *testing.T) {
 		seqs, dups := sequences(t, ds)
 		contiguous(t, seqs, 1, st.Detected)
 		t.Logf("%d detections, %d during the outage, all arrived in order; %d duplicates on the topic", st.Detected, queued, dups)
-		if dups != 0 {
-			t.Fatalf("%d duplicates", dups)
-		}
+		// A batch in flight when the broker went away may have been stored without its
+		// acknowledgement reaching the device (kafka-go has no idempotent producer): it is sent
+		// again, as the same message with the same id, which the sink writes once. Nothing else
+		// may be duplicated.
+		sameResends(t, ds, 256)
 		if st.Queue.Dropped != 0 {
 			t.Fatalf("dropped %d", st.Queue.Dropped)
 		}

@@ -255,7 +255,7 @@ func showStats(ctx context.Context, c *clients, model string, asJSON bool, stdou
 		if s.Compared == 0 {
 			continue
 		}
-		fmt.Fprintf(stdout, "agreement of %s %s over %d frames: %.1f%% of the reference's boxes matched (%d/%d), %.1f%% of %s boxes matched (%d/%d) [IoU ≥ 0.5, same class]\n",
+		fmt.Fprintf(stdout, "agreement of %s %s with the primary over %d frames: %.1f%% of primary boxes matched (%d/%d), %.1f%% of %s boxes matched (%d/%d) [IoU ≥ 0.5, same class]\n",
 			s.Arm, s.Version, s.Compared, 100*div(float64(s.PrimaryMatched), float64(s.PrimaryBoxes)), s.PrimaryMatched, s.PrimaryBoxes,
 			100*div(float64(s.ShadowMatched), float64(s.ShadowBoxes)), s.Arm, s.ShadowMatched, s.ShadowBoxes)
 	}
