@@ -1,0 +1,189 @@
+// Package drift notices when the frames a model serves stop looking like the frames it served
+// when it started: per model version and stream (and over all streams) it keeps a reference
+// distribution of each feature — class frequencies, detection scores, boxes per frame, box size
+// and position, frame size — from the first frames served, then compares each following window
+// of frames with it by the population stability index (PSI). A PSI over 0.25 is the usual sign
+// of a significant shift; 0.1 to 0.25 a moderate one.
+package drift
+
+import (
+	"math"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/streamdet/streamdet/pkg/contract"
+)
+
+// Features are the compared distributions.
+var Features = []string{"class", "score", "boxes", "box_area", "position", "frame_pixels"}
+
+const classBins = 81 // 80 COCO-sized classes and "other"
+
+func bins(feature string) int {
+	switch feature {
+	case "class":
+		return classBins
+	case "score":
+		return 10
+	case "boxes":
+		return 8
+	case "box_area":
+		return 8
+	case "position":
+		return 9
+	case "frame_pixels":
+		return 8
+	}
+	return 0
+}
+
+// hist is one feature's counts.
+type hist []float64
+
+// frame adds one frame's contributions to each feature's histogram.
+func add(h map[string]hist, width, height int, dets []contract.Detection) {
+	for _, f := range Features {
+		if h[f] == nil {
+			h[f] = make(hist, bins(f))
+		}
+	}
+	n := len(dets)
+	h["boxes"][bucket(float64(n), []float64{0, 1, 2, 3, 5, 8, 13})]++
+	px := float64(width * height)
+	h["frame_pixels"][bucket(px, []float64{320 * 240, 640 * 480, 1280 * 720, 1920 * 1080, 2560 * 1440, 3840 * 2160, 8e6})]++
+	for _, d := range dets {
+		c := d.ClassID
+		if c < 0 || c >= classBins-1 {
+			c = classBins - 1
+		}
+		h["class"][c]++
+		h["score"][bucket(float64(d.Score), []float64{0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95})]++
+		w, hh := float64(d.Box[2]-d.Box[0]), float64(d.Box[3]-d.Box[1])
+		if px > 0 {
+			h["box_area"][bucket(w*hh/px, []float64{0.001, 0.004, 0.016, 0.04, 0.1, 0.25, 0.5})]++
+		}
+		if width > 0 && height > 0 {
+			cx := min(2, max(0, int(3*(float64(d.Box[0]+d.Box[2])/2)/float64(width))))
+			cy := min(2, max(0, int(3*(float64(d.Box[1]+d.Box[3])/2)/float64(height))))
+			h["position"][3*cy+cx]++
+		}
+	}
+}
+
+// bucket is the index of the first bound v is under (len(bounds) above them all).
+func bucket(v float64, bounds []float64) int {
+	return sort.Search(len(bounds), func(i int) bool { return v < bounds[i] })
+}
+
+// PSI is the population stability index of actual against expected (counts; proportions are
+// smoothed so an empty bin is not infinite). Two empty histograms have none (0).
+func PSI(expected, actual []float64) float64 {
+	var te, ta float64
+	for i := range expected {
+		te += expected[i]
+		ta += actual[i]
+	}
+	if te == 0 || ta == 0 {
+		return 0
+	}
+	const eps = 1e-4
+	psi := 0.0
+	for i := range expected {
+		e := max(expected[i]/te, eps)
+		a := max(actual[i]/ta, eps)
+		psi += (a - e) * math.Log(a/e)
+	}
+	return psi
+}
+
+// Value is a drift figure.
+type Value struct {
+	Model, Version, Stream, Feature string
+	PSI                             float64
+	Frames                          int64 // frames in the window compared
+	At                              time.Time
+}
+
+// Config bounds a Tracker.
+type Config struct {
+	ReferenceFrames int // frames of the reference (default 200)
+	WindowFrames    int // frames of each compared window (default 100)
+	MaxStreams      int // streams tracked per process (default 10,000; others count only overall)
+}
+
+type series struct {
+	ref, cur   map[string]hist
+	refN, curN int
+	last       map[string]Value
+}
+
+// Tracker keeps the reference and current window of every (model, version, stream) and of
+// (model, version, "*"). Safe for concurrent use.
+type Tracker struct {
+	cfg Config
+	mu  sync.Mutex
+	s   map[[3]string]*series
+	now func() time.Time
+}
+
+// NewTracker creates a Tracker.
+func NewTracker(c Config) *Tracker {
+	if c.ReferenceFrames <= 0 {
+		c.ReferenceFrames = 200
+	}
+	if c.WindowFrames <= 0 {
+		c.WindowFrames = 100
+	}
+	if c.MaxStreams <= 0 {
+		c.MaxStreams = 10_000
+	}
+	return &Tracker{cfg: c, s: map[[3]string]*series{}, now: time.Now}
+}
+
+// Observe adds a served frame; it returns the values computed when a window closed (else nil).
+func (t *Tracker) Observe(model, version, stream string, width, height int, dets []contract.Detection) []Value {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Value
+	for _, key := range [][3]string{{model, version, stream}, {model, version, "*"}} {
+		s := t.s[key]
+		if s == nil {
+			if key[2] != "*" && len(t.s) >= t.cfg.MaxStreams {
+				continue
+			}
+			s = &series{ref: map[string]hist{}, cur: map[string]hist{}, last: map[string]Value{}}
+			t.s[key] = s
+		}
+		if s.refN < t.cfg.ReferenceFrames {
+			add(s.ref, width, height, dets)
+			s.refN++
+			continue
+		}
+		add(s.cur, width, height, dets)
+		s.curN++
+		if s.curN < t.cfg.WindowFrames {
+			continue
+		}
+		for _, f := range Features {
+			v := Value{Model: key[0], Version: key[1], Stream: key[2], Feature: f, PSI: PSI(s.ref[f], s.cur[f]), Frames: int64(s.curN), At: t.now().UTC()}
+			s.last[f] = v
+			out = append(out, v)
+		}
+		s.cur, s.curN = map[string]hist{}, 0
+	}
+	return out
+}
+
+// Latest returns the last computed value of every series and feature.
+func (t *Tracker) Latest() []Value {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Value
+	for _, s := range t.s {
+		for _, v := range s.last {
+			out = append(out, v)
+		}
+	}
+	return out
+}
