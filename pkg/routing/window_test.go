@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/streamdet/streamdet/pkg/drift"
 )
 
 // TestWindow: statistics are kept per minute and summed over any window within the horizon;
@@ -102,5 +104,23 @@ func TestWilson(t *testing.T) {
 		if math.Abs(lo-tc.lo) > 0.01 || math.Abs(hi-tc.hi) > 0.01 {
 			t.Errorf("wilson(%d, %d) = [%.3f, %.3f], want about [%.3f, %.3f]", tc.k, tc.n, lo, hi, tc.lo, tc.hi)
 		}
+	}
+}
+
+func TestDriftStore(t *testing.T) {
+	mr := miniredis.RunT(t)
+	mr.RequireAuth("pw-0123456789")
+	s, err := NewStore(RedisConfig{Addr: mr.Addr(), Password: "pw-0123456789", KeyPrefix: "sd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	s.RecordDrift(ctx, "m", []drift.Value{{Model: "m", Version: "1", Stream: "a", Feature: "boxes", PSI: 0.1}, {Model: "m", Version: "1", Stream: "b", Feature: "boxes", PSI: 1.2}})
+	s.RecordDrift(ctx, "m", []drift.Value{{Model: "m", Version: "1", Stream: "a", Feature: "boxes", PSI: 0.5}}) // latest wins
+	mr.HSet("sd:drift:m", "junk", "{not json")
+	vs, err := s.ReadDrift(ctx, "m")
+	if err != nil || len(vs) != 2 || vs[0].Stream != "b" || vs[1].PSI != 0.5 {
+		t.Fatalf("%+v %v", vs, err)
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/drift"
 	"github.com/streamdet/streamdet/pkg/envconf"
 	"github.com/streamdet/streamdet/pkg/imageinfo"
 	"github.com/streamdet/streamdet/pkg/kafkax"
@@ -68,6 +69,10 @@ type Config struct {
 	ModelName, ModelVersion string
 	// NamesPath: STREAMDET_MODEL_NAMES_PATH, a class-names file (default: the model's metadata).
 	NamesPath string
+	// Drift: STREAMDET_DRIFT_REFERENCE_FRAMES (200: the first frames a version serves to a
+	// stream make its reference), STREAMDET_DRIFT_WINDOW_FRAMES (100: each later window of frames
+	// compared with it), STREAMDET_DRIFT_MAX_STREAMS (10,000 per process).
+	Drift drift.Config
 	// Engine: STREAMDET_MODEL_FORMAT (auto), STREAMDET_ENGINE_SESSIONS (cores),
 	// STREAMDET_ENGINE_THREADS (1), STREAMDET_CONF (0.25), STREAMDET_IOU (0.45),
 	// STREAMDET_MAX_FRAME_BYTES (8 MiB), STREAMDET_MAX_FRAME_PIXELS (50,000,000).
@@ -99,6 +104,8 @@ func fromEnv(env envconf.Env) Config {
 		RouteResync:  env.Duration("STREAMDET_ROUTE_RESYNC", time.Second),
 		UnloadGrace:  env.Duration("STREAMDET_UNLOAD_GRACE", 30*time.Second),
 		Engine:       EngineFromEnv(env),
+		Drift: drift.Config{ReferenceFrames: env.Int("STREAMDET_DRIFT_REFERENCE_FRAMES", 200), WindowFrames: env.Int("STREAMDET_DRIFT_WINDOW_FRAMES", 100),
+			MaxStreams: env.Int("STREAMDET_DRIFT_MAX_STREAMS", 10_000)},
 	}
 	c.Concurrency = env.Int("STREAMDET_DETECT_CONCURRENCY", 2*max(1, c.Engine.Sessions))
 	c.ProviderFallback = env.String("STREAMDET_ENGINE_PROVIDER_FALLBACK", "")
@@ -166,6 +173,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("STREAMDET_MODEL_URI %q: want s3://bucket/key", c.ModelURI))
 	}
 	errs = append(errs, CheckProviderFallback(c.ProviderFallback))
+	if c.Drift.ReferenceFrames < 10 || c.Drift.ReferenceFrames > 100_000 || c.Drift.WindowFrames < 10 || c.Drift.WindowFrames > 100_000 || c.Drift.MaxStreams < 1 || c.Drift.MaxStreams > 1_000_000 {
+		errs = append(errs, fmt.Errorf("STREAMDET_DRIFT_REFERENCE_FRAMES %d, _WINDOW_FRAMES %d: each in [10, 100000]; STREAMDET_DRIFT_MAX_STREAMS %d in [1, 1000000]",
+			c.Drift.ReferenceFrames, c.Drift.WindowFrames, c.Drift.MaxStreams))
+	}
 	if c.Concurrency < 1 || c.Concurrency > 1024 {
 		errs = append(errs, fmt.Errorf("STREAMDET_DETECT_CONCURRENCY %d: must be in [1, 1024]", c.Concurrency))
 	}
@@ -233,6 +244,12 @@ type StatsRecorder interface {
 	Record(ctx context.Context, model string, s routing.Sample, a *routing.Agreement) error
 }
 
+// DriftRecorder keeps drift values for `detctl drift` (a routing.Store); optional on a
+// StatsRecorder.
+type DriftRecorder interface {
+	RecordDrift(ctx context.Context, model string, vs []drift.Value) error
+}
+
 // Detector serves frames with the engines a Resolver picks.
 type Detector struct {
 	models       Resolver
@@ -244,6 +261,7 @@ type Detector struct {
 	framesBucket string
 	stats        chan statSample
 	recorder     StatsRecorder
+	drift        *drift.Tracker
 
 	frames     metric.Int64Counter
 	latency    metric.Float64Histogram
@@ -257,6 +275,7 @@ type statSample struct {
 	model string
 	s     routing.Sample
 	a     *routing.Agreement
+	drift []drift.Value // a closed drift window instead of a sample
 }
 
 // Options are what a Detector works with.
@@ -272,12 +291,15 @@ type Options struct {
 	FramesBucket string
 	// Recorder receives per-frame statistics; may be nil.
 	Recorder StatsRecorder
+	// Drift bounds the drift tracker (zero: its defaults).
+	Drift drift.Config
 }
 
 // New creates a Detector.
 func New(o Options) (*Detector, error) {
 	d := &Detector{models: o.Models, stage: o.Stage, store: o.Store, detections: o.Detections, shadow: o.Shadow,
-		maxBytes: int64(o.MaxBytes), framesBucket: o.FramesBucket, recorder: o.Recorder, stats: make(chan statSample, 4096)}
+		maxBytes: int64(o.MaxBytes), framesBucket: o.FramesBucket, recorder: o.Recorder, stats: make(chan statSample, 4096),
+		drift: drift.NewTracker(o.Drift)}
 	m := o.Stage.Tel.Meter
 	var errs []error
 	var err error
@@ -297,6 +319,18 @@ func New(o Options) (*Detector, error) {
 	d.agreement, err = m.Float64Histogram("streamdet_shadow_agreement", metric.WithDescription("share of primary boxes the shadow also found (IoU ≥ 0.5, same class), per frame"),
 		metric.WithExplicitBucketBoundaries(.1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 1))
 	errs = append(errs, err)
+	gauge, err := m.Float64ObservableGauge("streamdet_drift", metric.WithDescription("population stability index of each feature's last window of frames against the first frames a version served, by model, version, stream (* for all) and feature"))
+	errs = append(errs, err)
+	if err == nil {
+		_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+			for _, v := range d.drift.Latest() {
+				o.ObserveFloat64(gauge, v.PSI, metric.WithAttributes(attribute.String("model", v.Model), attribute.String("version", v.Version),
+					attribute.String("stream", v.Stream), attribute.String("feature", v.Feature)))
+			}
+			return nil
+		}, gauge)
+		errs = append(errs, err)
+	}
 	return d, errors.Join(errs...)
 }
 
@@ -312,7 +346,13 @@ func (d *Detector) RunStats(ctx context.Context) {
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			d.recorder.Record(rctx, s.model, s.s, s.a)
+			if s.drift != nil {
+				if dr, ok := d.recorder.(DriftRecorder); ok {
+					dr.RecordDrift(rctx, s.model, s.drift)
+				}
+			} else {
+				d.recorder.Record(rctx, s.model, s.s, s.a)
+			}
 			cancel()
 		}
 	}
@@ -411,6 +451,9 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		}
 	}
 	d.record(statSample{model: primary.Model.Name, s: sample(primary, res), a: agr})
+	if vs := d.drift.Observe(primary.Model.Name, primary.Model.Version, ref.StreamID, res.Width, res.Height, res.Detections); vs != nil {
+		d.record(statSample{model: primary.Model.Name, drift: vs})
+	}
 	return nil
 }
 

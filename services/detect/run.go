@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		rt.Health.Set("model", nil)
 	}
 	d, err := New(Options{Models: models, Stage: rt.Stage, Store: deps.Store, Detections: detections, Shadow: shadow,
-		MaxBytes: cfg.Engine.Limits.MaxBytes, FramesBucket: cfg.FramesBucket, Recorder: recorder})
+		MaxBytes: cfg.Engine.Limits.MaxBytes, FramesBucket: cfg.FramesBucket, Recorder: recorder, Drift: cfg.Drift})
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/drift"
 	"github.com/streamdet/streamdet/pkg/routing"
 	"github.com/streamdet/streamdet/pkg/testenv"
 )
@@ -86,7 +89,7 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 
 	startService(t, "ingest", append(env, "STREAMDET_INGEST_GROUP="+run+"-ingest", "STREAMDET_INGEST_EVENTS=false"))
 	startService(t, "detect", append(env, "STREAMDET_DETECT_GROUP="+run+"-detect", "STREAMDET_MODEL_NAME="+model,
-		"STREAMDET_UNLOAD_GRACE=5s", "STREAMDET_ROUTE_RESYNC=500ms"))
+		"STREAMDET_UNLOAD_GRACE=5s", "STREAMDET_ROUTE_RESYNC=500ms", "STREAMDET_DRIFT_REFERENCE_FRAMES=20", "STREAMDET_DRIFT_WINDOW_FRAMES=20"))
 	dets := follow(ctx, t, st.KafkaBrokers, run+".detections")
 	events := follow(ctx, t, st.KafkaBrokers, run+".rollouts")
 
@@ -108,7 +111,9 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 			time.Sleep(120 * time.Millisecond)
 		}
 	}()
-	defer func() { stopFrames(); <-framesDone }()
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { stopFrames(); <-framesDone }) }
+	defer stop()
 
 	rollout := func() *routing.Rollout {
 		var r routing.Rollout
@@ -211,6 +216,59 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 			t.Fatalf("only %d frames after the rollback", late)
 		}
 		waitEvents(t, events, "rollback")
+	})
+
+	// (4) Drift: two new streams show the photographs (their reference), then one of them grey,
+	// tiny frames: the drift of that stream only rises over 0.25.
+	t.Run("drift on the changed stream only", func(t *testing.T) {
+		stop()
+		var grey bytes.Buffer
+		img := image.NewGray(image.Rect(0, 0, 96, 64))
+		for i := range img.Pix {
+			img.Pix[i] = 128
+		}
+		jpeg.Encode(&grey, img, nil)
+		for i := 0; i < 40; i++ {
+			for _, stream := range []string{"drift-a", "drift-b"} {
+				frame := images[i%3]
+				if stream == "drift-a" && i >= 20 {
+					frame = grey.Bytes()
+				}
+				if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(stream), Value: frame,
+					Headers: []kafka.Header{{Key: "ce_id", Value: []byte(fmt.Sprintf("%s-%s-%d", run, stream, i))}}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // in order per stream
+		}
+		var vs []drift.Value
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
+			vs = nil
+			json.Unmarshal([]byte(mustDetctl(t, env, "drift", model, "--json")), &vs)
+			seen := map[string]bool{}
+			for _, v := range vs {
+				seen[v.Stream] = true
+			}
+			if seen["drift-a"] && seen["drift-b"] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no drift values for both streams: %+v", vs)
+			}
+		}
+		maxA, maxB := 0.0, 0.0
+		for _, v := range vs {
+			switch v.Stream {
+			case "drift-a":
+				maxA = max(maxA, v.PSI)
+			case "drift-b":
+				maxB = max(maxB, v.PSI)
+			}
+		}
+		t.Logf("drift: changed stream max PSI %.2f, unchanged stream %.2f\n%s", maxA, maxB, mustDetctl(t, env, "drift", model, "--threshold", "0.25"))
+		if maxA <= 0.25 || maxB > 0.25 {
+			t.Fatalf("drift-a %.3f (want > 0.25), drift-b %.3f (want ≤ 0.25)", maxA, maxB)
+		}
 	})
 }
 

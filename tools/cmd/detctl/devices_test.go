@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamdet/streamdet/pkg/drift"
 	"github.com/streamdet/streamdet/pkg/routing"
 )
 
@@ -64,5 +65,15 @@ func TestParseSteps(t *testing.T) {
 		if _, err := parseSteps(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
+	}
+}
+
+func TestPrintDrift(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	var out bytes.Buffer
+	printDrift(&out, []drift.Value{{Version: "1", Stream: "cam-3", Feature: "boxes", PSI: 2.4, Frames: 100, At: now.Add(-time.Minute)},
+		{Version: "1", Stream: "*", Feature: "score", PSI: 0.12, Frames: 100, At: now}}, now)
+	if s := out.String(); !strings.Contains(s, "cam-3   boxes    2.400  significant  100     1m0s") || !strings.Contains(s, "moderate") {
+		t.Fatalf("table:\n%s", s)
 	}
 }

@@ -39,6 +39,7 @@ var commands = map[string]command{
 	"demo":     {"run the pipeline in-process, send it frames, print what it found", runDemo},
 	"bench":    {"drive the running pipeline with frames: throughput, end-to-end latency, loss, CPU per frame per process", runBench},
 	"route":    {"model routing: set, get, promote, rollback, stats", subcommands("route", routeCommands)},
+	"drift":    {"how far each stream's recent frames moved from those a version first served (PSI per feature)", runDrift},
 	"rollout":  {"progressive delivery: start, run (the controller), status, pause, resume, abort", subcommands("rollout", rolloutCommands)},
 	"version":  {"print the version", func(context.Context, []string, io.Writer, io.Writer) int { fmt.Println(version); return 0 }},
 }
