@@ -284,15 +284,7 @@ func (a *Agreement) arm() string {
 func (s *Store) Record(ctx context.Context, model string, smp Sample, agr *Agreement) error {
 	p := s.rdb.Pipeline()
 	key := s.k("stats", model)
-	f := func(name string) string { return smp.Version + "|" + smp.Arm + "|" + name }
-	p.HIncrBy(ctx, key, f("frames"), 1)
-	if smp.Error {
-		p.HIncrBy(ctx, key, f("errors"), 1)
-	} else {
-		p.HIncrBy(ctx, key, f("detections"), int64(smp.Detections))
-		p.HIncrByFloat(ctx, key, f("score_sum"), smp.ScoreSum)
-		p.HIncrByFloat(ctx, key, f("latency_ms_sum"), smp.LatencyMS)
-	}
+	addSample(ctx, p, key, smp, false)
 	if a := agr; a != nil {
 		g := func(name string) string { return a.Version + "|" + a.arm() + "|" + name }
 		p.HIncrBy(ctx, key, g("compared_frames"), 1)
@@ -304,6 +296,23 @@ func (s *Store) Record(ctx context.Context, model string, smp Sample, agr *Agree
 	s.recordWindow(ctx, p, model, smp, agr)
 	_, err := p.Exec(ctx)
 	return err
+}
+
+// addSample adds a frame's counters to the hash at key ("<version>|<arm>|<counter>"), with the
+// latency histogram's bucket when hist.
+func addSample(ctx context.Context, p redis.Pipeliner, key string, smp Sample, hist bool) {
+	f := func(name string) string { return smp.Version + "|" + smp.Arm + "|" + name }
+	p.HIncrBy(ctx, key, f("frames"), 1)
+	if smp.Error {
+		p.HIncrBy(ctx, key, f("errors"), 1)
+		return
+	}
+	p.HIncrBy(ctx, key, f("detections"), int64(smp.Detections))
+	p.HIncrByFloat(ctx, key, f("score_sum"), smp.ScoreSum)
+	p.HIncrByFloat(ctx, key, f("latency_ms_sum"), smp.LatencyMS)
+	if hist {
+		p.HIncrBy(ctx, key, f("lat|"+strconv.Itoa(latencyBucket(smp.LatencyMS))), 1)
+	}
 }
 
 // Stats are the accumulated figures of one version and arm.

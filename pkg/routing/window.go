@@ -48,16 +48,7 @@ func (s *Store) bucketKey(model string, t time.Time) string {
 // recordWindow adds the frame to its minute's bucket (in the caller's pipeline).
 func (s *Store) recordWindow(ctx context.Context, p redis.Pipeliner, model string, smp Sample, agr *Agreement) {
 	key := s.bucketKey(model, s.now())
-	f := func(name string) string { return smp.Version + "|" + smp.Arm + "|" + name }
-	p.HIncrBy(ctx, key, f("frames"), 1)
-	if smp.Error {
-		p.HIncrBy(ctx, key, f("errors"), 1)
-	} else {
-		p.HIncrBy(ctx, key, f("detections"), int64(smp.Detections))
-		p.HIncrByFloat(ctx, key, f("score_sum"), smp.ScoreSum)
-		p.HIncrByFloat(ctx, key, f("latency_ms_sum"), smp.LatencyMS)
-		p.HIncrBy(ctx, key, f("lat|"+strconv.Itoa(latencyBucket(smp.LatencyMS))), 1)
-	}
+	addSample(ctx, p, key, smp, true)
 	if a := agr; a != nil {
 		ref := a.Reference
 		if ref == "" {
