@@ -497,7 +497,10 @@ func TestIntegrationEdge(t *testing.T) {
 		missing := st.Detected - int64(len(seqs))
 		t.Logf("bound %d B: %d detected, %d dropped by policy (oldest), %d arrived, %d missing, %d duplicates; peak RSS %d MiB",
 			bound, st.Detected, st.Queue.Dropped, len(seqs), missing, dups, maxRSS>>20)
-		if missing != st.Queue.Dropped {
+		// Nothing is missing that was not counted as dropped. The count may exceed what is missing
+		// by at most one batch: records dropped while their batch was in flight, whose
+		// acknowledgement the outage swallowed, may have been stored by Kafka all the same.
+		if missing > st.Queue.Dropped || st.Queue.Dropped-missing > 256 {
 			t.Fatalf("%d missing centrally but %d counted as dropped", missing, st.Queue.Dropped)
 		}
 		const memBound = 512 << 20

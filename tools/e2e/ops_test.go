@@ -43,6 +43,8 @@ func TestIntegrationOps(t *testing.T) {
 		"STREAMDET_INGEST_GROUP=" + run + "-ingest", "STREAMDET_DETECT_GROUP=" + run + "-detect", "STREAMDET_SINK_GROUP=" + run + "-sink",
 		"STREAMDET_INGEST_EVENTS=false", "STREAMDET_MODEL_NAME=" + model, "STREAMDET_ROUTE_RESYNC=500ms",
 		"OTEL_BSP_SCHEDULE_DELAY=100", "STREAMDET_SINK_FLUSH_INTERVAL=500ms", "STREAMDET_LOG_LEVEL=warn",
+		// Small drift windows so that 50 frames give streamdet_drift values (reference 20, windows of 10).
+		"STREAMDET_DRIFT_REFERENCE_FRAMES=20", "STREAMDET_DRIFT_WINDOW_FRAMES=10",
 	}
 	// Version 1 serves, version 2 (the same network) runs as shadow on every frame.
 	shared := testenv.Shared(t, "models")
@@ -189,6 +191,7 @@ func TestIntegrationOps(t *testing.T) {
 			{"shadow version frames", `sum(streamdet_model_frames_total{` + sel + `, version="2", arm="shadow"}) > 0`},
 			{"per-version latency", `sum(streamdet_model_latency_seconds_count{` + sel + `}) > 0`},
 			{"shadow agreement", `sum(streamdet_shadow_agreement_count{` + sel + `}) > 0`},
+			{"drift per version and feature", `count(streamdet_drift{` + sel + `, version="1"}) > 0`},
 			{"model errors", `sum(streamdet_model_errors_total{` + sel + `}) > 0`},
 			{"dead letters by stage", `count(sum by (stage) (streamdet_errors_total{` + sel + `, reason!~"transient_.*"}) > 0) == 2`},
 			{"consumer lag", `count(streamdet_consumer_lag{` + sel + `}) >= 3`},
