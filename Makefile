@@ -32,7 +32,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build edge edge-arm64 edge-fps images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover
+.PHONY: help build edge edge-arm64 edge-fps images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -108,6 +108,13 @@ unit: ## go vet + unit tests with the race detector (needs the installed librari
 EDGE_ARM64 := $(if $(wildcard dist/edge/arm64/streamdet-edge/bin/streamdet-edge),STREAMDET_EDGE_ARM64=$(CURDIR)/dist/edge/arm64/streamdet-edge STREAMDET_EDGE_ARM64_SYSROOT=$(CURDIR)/dist/edge/sysroot-arm64)
 integration: ## integration tests against the running local stack
 	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(MODULES)
+
+# The fault-injection suite (docs/reliability.md): every case on its own, twice, against a
+# three-broker cluster, MinIO and Redis of its own. make test runs its short version (one load,
+# one fault per component). Needs make up (binaries, the stack's tools).
+chaos: ## fault-injection suite: kill -9 / SIGTERM of each service, broker loss, freeze and rolling restart, MinIO and Redis outages, rebalances, slow sink (~70 min)
+	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 STREAMDET_CHAOS=full $(GO) test -count=1 -tags integration -run TestIntegrationChaos -timeout 120m -v ./tools/e2e/ >.cache/chaos.log 2>&1; \
+	  rc=$$?; grep -E '^(=== RUN|--- |ok|FAIL|PASS)|chaos_test.go|^ +\|' .cache/chaos.log; echo "full log: .cache/chaos.log"; exit $$rc
 
 COVERPKG := github.com/streamdet/streamdet/pkg/...,github.com/streamdet/streamdet/services/...
 cover: ## statement coverage of pkg/ and services/ by the tests that need no server, per package

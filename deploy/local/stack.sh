@@ -13,6 +13,12 @@
 #                      a private broker on PORT (controller PORT+1), state and logs under DIR,
 #                      with the project's topics: for tests that take the uplink away (stop it,
 #                      start it again) without disturbing the shared broker other tests use
+#   stack.sh kafka-cluster start|stop DIR BASEPORT
+#   stack.sh kafka-cluster start-node|stop-node|kill-node DIR BASEPORT N
+#                      three KRaft nodes (broker+controller each; node N listens on
+#                      BASEPORT+2(N-1), its controller on the next port), state under DIR, the
+#                      project's topics with 3 replicas and min.insync.replicas=2: the replicated
+#                      cluster of the fault-injection suite (docs/reliability.md)
 #
 # Everything lives under $STREAMDET_CACHE (default: <repo>/.cache, git-ignored). Credentials are
 # generated on the first `up` into .cache/stack/credentials.env (mode 0600) and never printed
@@ -246,6 +252,37 @@ start_kafka() {
   wait_for kafka "$logf" "$pidf" 90 devstack ping --brokers "127.0.0.1:$KAFKA_PORT"
 }
 
+# The three-node cluster (kafka-cluster): CLUSTER_DIR and CLUSTER_BASE set by the command.
+cluster_port() { echo $((CLUSTER_BASE + 2 * ($1 - 1))); }
+
+start_cluster_node() {
+  local n=$1 port cport dir=$CLUSTER_DIR/node-$1 pidf=$CLUSTER_DIR/kafka-$1.pid logf=$CLUSTER_DIR/logs/kafka-$1.log
+  alive "$pidf" && return 0
+  command -v java >/dev/null || die "kafka: java (17+) is required"
+  port=$(cluster_port "$n") cport=$(($(cluster_port "$n") + 1))
+  local voters="1@127.0.0.1:$(($(cluster_port 1) + 1)),2@127.0.0.1:$(($(cluster_port 2) + 1)),3@127.0.0.1:$(($(cluster_port 3) + 1))"
+  mkdir -p "$dir/data" "$CLUSTER_DIR/logs"
+  sed -e "s#@NODE_ID@#$n#" -e "s#@LOG_DIR@#$dir/data#" -e "s#@PORT@#$port#" -e "s#@CONTROLLER_PORT@#$cport#" \
+    -e "s#@VOTERS@#$voters#" "$ROOT/deploy/local/kafka/cluster.properties.in" >"$dir/server.properties"
+  if [[ ! -f $dir/data/meta.properties ]]; then
+    [[ -s $CLUSTER_DIR/cluster-id ]] ||
+      java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$CLUSTER_DIR/cluster-id"
+    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$(cat "$CLUSTER_DIR/cluster-id")" -c "$dir/server.properties" \
+      >"$CLUSTER_DIR/logs/format-$n.log" 2>&1 || fail kafka "$CLUSTER_DIR/logs/format-$n.log" "kafka-storage format (node $n)"
+  fi
+  log "kafka: cluster node $n on 127.0.0.1:$port (controller $cport)"
+  setsid nohup java -Xms128m -Xmx512m -XX:+UseG1GC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" >>"$logf" 2>&1 </dev/null &
+  echo $! >"$pidf"
+}
+
+cluster_brokers() { echo "127.0.0.1:$(cluster_port 1),127.0.0.1:$(cluster_port 2),127.0.0.1:$(cluster_port 3)"; }
+
+wait_cluster() {
+  wait_for kafka "$CLUSTER_DIR/logs/kafka-1.log" "" 120 devstack ping --want-brokers 3 --brokers "$(cluster_brokers)"
+}
+
 ensure_topics() {
   # shellcheck disable=SC2086
   devstack topics --brokers "127.0.0.1:$KAFKA_PORT" $TOPICS >"$LOGS/topics.log" 2>&1 ||
@@ -355,6 +392,48 @@ kafka-aux)
   start) install_kafka && build_devstack && start_kafka && ensure_topics ;;
   stop) stop_one kafka ;;
   *) echo "usage: $0 kafka-aux start|stop /abs/dir port" >&2; exit 2 ;;
+  esac
+  ;;
+kafka-cluster)
+  [[ $# -ge 4 && ${3:-} == /* && ${4:-} =~ ^[0-9]+$ ]] || { echo "usage: $0 kafka-cluster start|stop DIR BASEPORT | start-node|stop-node|kill-node DIR BASEPORT N" >&2; exit 2; }
+  CLUSTER_DIR=$3 CLUSTER_BASE=$4
+  case $2 in
+  start)
+    install_kafka && build_devstack
+    mkdir -p "$CLUSTER_DIR"
+    [[ -s $CLUSTER_DIR/cluster-id ]] ||
+      java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$CLUSTER_DIR/cluster-id"
+    # The three format and start side by side (each a JVM start of a few seconds).
+    for n in 1 2 3; do start_cluster_node "$n" & done
+    wait
+    wait_cluster
+    # shellcheck disable=SC2086
+    devstack topics --replication 3 --brokers "$(cluster_brokers)" $TOPICS >"$CLUSTER_DIR/logs/topics.log" 2>&1 ||
+      fail kafka "$CLUSTER_DIR/logs/topics.log" "creating topics"
+    ;;
+  stop)
+    for n in 1 2 3; do stop_pidfile "kafka node $n" "$CLUSTER_DIR/kafka-$n.pid" & done
+    wait
+    ;;
+  start-node)
+    [[ ${5:-} =~ ^[123]$ ]] || { echo "node: 1, 2 or 3" >&2; exit 2; }
+    start_cluster_node "$5"
+    wait_for kafka "$CLUSTER_DIR/logs/kafka-$5.log" "$CLUSTER_DIR/kafka-$5.pid" 120 devstack ping --brokers "127.0.0.1:$(cluster_port "$5")"
+    ;;
+  stop-node)
+    [[ ${5:-} =~ ^[123]$ ]] || { echo "node: 1, 2 or 3" >&2; exit 2; }
+    stop_pidfile "kafka node $5" "$CLUSTER_DIR/kafka-$5.pid"
+    ;;
+  kill-node)
+    [[ ${5:-} =~ ^[123]$ ]] || { echo "node: 1, 2 or 3" >&2; exit 2; }
+    if alive "$CLUSTER_DIR/kafka-$5.pid"; then
+      pid=$(cat "$CLUSTER_DIR/kafka-$5.pid")
+      kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid"
+      while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
+    fi
+    rm -f "$CLUSTER_DIR/kafka-$5.pid"
+    ;;
+  *) echo "usage: $0 kafka-cluster start|stop DIR BASEPORT | start-node|stop-node|kill-node DIR BASEPORT N" >&2; exit 2 ;;
   esac
   ;;
 running)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 	"time"
@@ -26,8 +27,11 @@ type Handler func(ctx context.Context, m kafka.Message) error
 // Lifecycle: NewConsumer, then Run until its context ends; Run then stops fetching, lets the
 // messages in flight finish (within DrainTimeout), commits what finished and closes the reader.
 type Consumer struct {
-	reader       *kafka.Reader
+	reader       groupReader
+	topic        string
 	onAssign     func(context.Context, int, int64) error
+	onFetchError func(error)
+	fetchRetry   time.Duration
 	concurrency  int
 	drainTimeout time.Duration
 	log          *slog.Logger
@@ -40,6 +44,13 @@ type Consumer struct {
 	commitMu  sync.Mutex
 	committed map[int]int64 // highest offset committed per partition
 	commitFn  func(context.Context, ...kafka.Message) error
+}
+
+// groupReader is what a Consumer needs of its *kafka.Reader (unit tests give it a fake).
+type groupReader interface {
+	FetchMessage(context.Context) (kafka.Message, error)
+	Stats() kafka.ReaderStats
+	Close() error
 }
 
 type partition struct {
@@ -70,6 +81,13 @@ type ConsumerConfig struct {
 	// offset delivery starts from (every later offset of the partition will be delivered).
 	// Messages of the partition wait for it; an error stops the consumer, as a handler error does.
 	OnAssign func(ctx context.Context, partition int, offset int64) error
+	// FetchRetryTimeout bounds how long fetching may keep failing (a broker or the group
+	// coordinator unreachable: the reader heals by itself once the cluster does) before Run gives
+	// up and returns the error; default 2m. Meanwhile fetches are retried with backoff.
+	FetchRetryTimeout time.Duration
+	// OnFetchError, when set, is told each failed fetch while fetching fails, and nil once a
+	// fetch succeeds again (the service reports itself not ready meanwhile).
+	OnFetchError func(error)
 }
 
 // NewConsumer creates a consumer group reader on cfg's brokers.
@@ -84,6 +102,9 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 	if cc.DrainTimeout <= 0 {
 		cc.DrainTimeout = 30 * time.Second
 	}
+	if cc.FetchRetryTimeout <= 0 {
+		cc.FetchRetryTimeout = 2 * time.Minute
+	}
 	if cc.Logger == nil {
 		cc.Logger = slog.Default()
 	}
@@ -96,9 +117,9 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 		ErrorLogger: kafka.LoggerFunc(func(f string, a ...any) { cc.Logger.Warn("kafka reader: " + fmt.Sprintf(f, a...)) }),
 	})
 	return &Consumer{
-		reader: r, concurrency: cc.Concurrency, drainTimeout: cc.DrainTimeout, log: cc.Logger,
+		reader: r, topic: cc.Topic, concurrency: cc.Concurrency, drainTimeout: cc.DrainTimeout, log: cc.Logger,
 		window: make(chan struct{}, cc.Concurrency), parts: map[int]*partition{}, committed: map[int]int64{},
-		commitFn: r.CommitMessages, onAssign: cc.OnAssign,
+		commitFn: r.CommitMessages, onAssign: cc.OnAssign, onFetchError: cc.OnFetchError, fetchRetry: cc.FetchRetryTimeout,
 	}, nil
 }
 
@@ -116,6 +137,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var errs []error
+	var failing time.Time // since when fetches fail (zero: they do not)
+	backoff := 100 * time.Millisecond
 	for {
 		select {
 		case c.window <- struct{}{}:
@@ -124,15 +147,49 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		if fetchCtx.Err() != nil {
 			break
 		}
+		var quiet *time.Timer
+		if !failing.IsZero() && c.onFetchError != nil {
+			// The reader reports a failing group or partition within seconds; one that stays quiet
+			// for 10 s has healed even if no message is there to fetch (an idle topic).
+			quiet = time.AfterFunc(10*time.Second, func() { c.onFetchError(nil) })
+		}
 		m, err := c.reader.FetchMessage(fetchCtx)
+		if quiet != nil {
+			quiet.Stop()
+		}
 		if err != nil {
 			<-c.window
-			if fetchCtx.Err() == nil {
-				errMu.Lock()
-				errs = append(errs, fmt.Errorf("fetch from %s: %w", c.reader.Config().Topic, err))
-				errMu.Unlock()
+			if fetchCtx.Err() != nil {
+				break
 			}
-			break
+			// A failed fetch is transient (the reader keeps rejoining the group and redialling
+			// partition leaders) unless the reader is closed or it keeps failing too long.
+			if failing.IsZero() {
+				failing = time.Now()
+			}
+			if errors.Is(err, io.EOF) || time.Since(failing) > c.fetchRetry {
+				errMu.Lock()
+				errs = append(errs, fmt.Errorf("fetch from %s (failing for %s): %w", c.topic, time.Since(failing).Round(time.Second), err))
+				errMu.Unlock()
+				break
+			}
+			c.log.Warn("fetch failed; retrying", "topic", c.topic, "failing_for", time.Since(failing).Round(time.Millisecond), "retry_in", backoff, "err", err)
+			if c.onFetchError != nil {
+				c.onFetchError(fmt.Errorf("fetch from %s: %w", c.topic, err))
+			}
+			select {
+			case <-fetchCtx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 5*time.Second)
+			continue
+		}
+		if !failing.IsZero() {
+			c.log.Info("fetching again", "topic", c.topic, "after", time.Since(failing).Round(time.Millisecond))
+			failing, backoff = time.Time{}, 100*time.Millisecond
+			if c.onFetchError != nil {
+				c.onFetchError(nil)
+			}
 		}
 		d, assigned := c.track(m)
 		if assigned && c.onAssign != nil {

@@ -176,6 +176,10 @@ func (rt *Runtime) Writer(topic string) (Producer, error) {
 // Stage's Handle); Wait waits for it. The drain timeout and logger are the Runtime's.
 func (rt *Runtime) Consume(ctx context.Context, cc kafkax.ConsumerConfig, h func(context.Context, kafka.Message) error) (*kafkax.Consumer, error) {
 	cc.Logger, cc.DrainTimeout = rt.Tel.Logger, rt.DrainTimeout
+	// While fetching fails (a broker or the group coordinator lost) the service is not ready;
+	// the consumer retries and gives up only after its FetchRetryTimeout.
+	component := "consume " + cc.Topic
+	cc.OnFetchError = func(err error) { rt.Health.Set(component, err) }
 	c, err := kafkax.NewConsumer(rt.Kafka, cc)
 	if err != nil {
 		return nil, err

@@ -38,18 +38,20 @@ func run(args []string) error {
 		return errors.New("usage: devstack ping|topics --brokers HOST:PORT [name:partitions ...]")
 	}
 	fs := flag.NewFlagSet(args[0], flag.ContinueOnError)
-	brokers := fs.String("brokers", "127.0.0.1:9092", "bootstrap broker")
+	brokers := fs.String("brokers", "127.0.0.1:9092", "bootstrap brokers, comma-separated")
 	timeout := fs.Duration("timeout", 10*time.Second, "deadline for the whole command")
 	dir := fs.String("dir", "", "the secure stack's state directory (certs, provision, and ping over SASL_SSL)")
 	minioAddr := fs.String("minio", "", "MinIO endpoint (provision)")
 	redisAddr := fs.String("redis", "", "Redis address (provision)")
 	prefix := fs.String("prefix", "streamdet", "topic prefix (provision)")
+	wantBrokers := fs.Int("want-brokers", 1, "ping: succeed only once the cluster's metadata lists this many brokers")
+	replication := fs.Int("replication", 1, "topics: replication factor of the topics created")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
 	defer cancel()
-	client := &kafka.Client{Addr: kafka.TCP(*brokers), Timeout: *timeout}
+	client := &kafka.Client{Addr: kafka.TCP(strings.Split(*brokers, ",")...), Timeout: *timeout}
 	if *dir != "" && args[0] == "ping" {
 		pw, err := secret(*dir, "admin-kafka")
 		if err != nil {
@@ -80,15 +82,21 @@ func run(args []string) error {
 		if md.Controller.ID < 0 || len(md.Brokers) == 0 {
 			return fmt.Errorf("metadata from %s: no controller elected yet", *brokers)
 		}
+		if len(md.Brokers) < *wantBrokers {
+			return fmt.Errorf("metadata from %s: %d of %d brokers registered", *brokers, len(md.Brokers), *wantBrokers)
+		}
 		return nil
 	case "topics":
-		return ensureTopics(ctx, client, fs.Args())
+		if *replication < 1 || *replication > 5 {
+			return fmt.Errorf("-replication %d: want 1…5", *replication)
+		}
+		return ensureTopics(ctx, client, *replication, fs.Args())
 	default:
 		return fmt.Errorf("unknown command %q", args[0])
 	}
 }
 
-func ensureTopics(ctx context.Context, client *kafka.Client, specs []string) error {
+func ensureTopics(ctx context.Context, client *kafka.Client, replication int, specs []string) error {
 	var want []kafka.TopicConfig
 	for _, s := range specs {
 		name, parts, ok := strings.Cut(s, ":")
@@ -96,7 +104,7 @@ func ensureTopics(ctx context.Context, client *kafka.Client, specs []string) err
 		if !ok || err != nil || n < 1 || name == "" {
 			return fmt.Errorf("topic %q: want name:partitions with partitions >= 1", s)
 		}
-		want = append(want, kafka.TopicConfig{Topic: name, NumPartitions: n, ReplicationFactor: 1})
+		want = append(want, kafka.TopicConfig{Topic: name, NumPartitions: n, ReplicationFactor: replication})
 	}
 	resp, err := client.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: want})
 	if err != nil {
@@ -106,7 +114,7 @@ func ensureTopics(ctx context.Context, client *kafka.Client, specs []string) err
 		err := resp.Errors[t.Topic]
 		switch {
 		case err == nil:
-			fmt.Printf("created %s (%d partitions)\n", t.Topic, t.NumPartitions)
+			fmt.Printf("created %s (%d partitions × %d replicas)\n", t.Topic, t.NumPartitions, t.ReplicationFactor)
 		case errors.Is(err, kafka.TopicAlreadyExists):
 			fmt.Printf("exists  %s\n", t.Topic)
 		default:
