@@ -36,7 +36,7 @@ func (r *scriptedReader) FetchMessage(ctx context.Context) (kafka.Message, error
 }
 
 func (r *scriptedReader) Stats() kafka.ReaderStats { return kafka.ReaderStats{} }
-func (r *scriptedReader) Close() error            { return nil }
+func (r *scriptedReader) Close() error             { return nil }
 
 func fakeConsumer(r groupReader, retry time.Duration, onErr func(error)) *Consumer {
 	return &Consumer{reader: r, topic: "t", concurrency: 4, drainTimeout: time.Second, log: slog.New(slog.DiscardHandler),
