@@ -63,8 +63,8 @@ images-all: ## the images for amd64 and arm64 (cross-compiled; not part of make 
 	ARCH=amd64 deploy/images/build.sh images
 	ARCH=arm64 deploy/images/build.sh images
 
-up: ## install (cached) and start Kafka, MinIO and Redis on loopback (SECURE=1: TLS, SASL/SCRAM, ACLs, per-service users)
-	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh up; else $(STACK) up; fi
+up: ## install (cached) and start Kafka, MinIO and Redis on loopback (SECURE=1: TLS, SASL/SCRAM, ACLs, per-service users; BROKERS=3: a three-node Kafka cluster)
+	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh up; else STREAMDET_BROKERS=$(or $(BROKERS),1) $(STACK) up; fi
 
 down: ## stop the local stack (SECURE=1: the secure one); leaves no process behind
 	@if [[ "$(SECURE)" == 1 ]]; then deploy/local/secure.sh down; else $(STACK) down; fi

@@ -13,6 +13,9 @@
 #                      a private broker on PORT (controller PORT+1), state and logs under DIR,
 #                      with the project's topics: for tests that take the uplink away (stop it,
 #                      start it again) without disturbing the shared broker other tests use
+#   STREAMDET_BROKERS=3 stack.sh up   (make up BROKERS=3)
+#                      the same stack with a three-node Kafka cluster in place of the single
+#                      broker (nodes on KAFKA_PORT, +2, +4; topics with 3 replicas)
 #   stack.sh kafka-cluster start|stop DIR BASEPORT
 #   stack.sh kafka-cluster start-node|stop-node|kill-node DIR BASEPORT N
 #                      three KRaft nodes (broker+controller each; node N listens on
@@ -32,6 +35,8 @@ LOGS=$STATE/logs
 BIN=$CACHE/bin
 
 KAFKA_PORT=${STREAMDET_KAFKA_PORT:-9092}
+BROKERS=${STREAMDET_BROKERS:-1}
+[[ $BROKERS == 1 || $BROKERS == 3 ]] || { echo "STREAMDET_BROKERS=$BROKERS: 1 or 3" >&2; exit 2; }
 KAFKA_CONTROLLER_PORT=${STREAMDET_KAFKA_CONTROLLER_PORT:-9093}
 MINIO_PORT=${STREAMDET_MINIO_PORT:-9000}
 MINIO_CONSOLE_PORT=${STREAMDET_MINIO_CONSOLE_PORT:-9001}
@@ -210,7 +215,7 @@ start_minio() {
   # (ARN arn:minio:sqs::STREAMDET:kafka); ingest consumes them from streamdet.frames.events.
   MINIO_ROOT_USER=$MINIO_USER MINIO_ROOT_PASSWORD=$MINIO_PASSWORD MINIO_BROWSER=off \
     MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
-    MINIO_NOTIFY_KAFKA_ENABLE_STREAMDET=on MINIO_NOTIFY_KAFKA_BROKERS_STREAMDET="127.0.0.1:$KAFKA_PORT" \
+    MINIO_NOTIFY_KAFKA_ENABLE_STREAMDET=on MINIO_NOTIFY_KAFKA_BROKERS_STREAMDET="$(kafka_brokers)" \
     MINIO_NOTIFY_KAFKA_TOPIC_STREAMDET=streamdet.frames.events \
     setsid nohup "$BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
     --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STATE/minio-data" >"$logf" 2>&1 </dev/null &
@@ -277,6 +282,26 @@ start_cluster_node() {
   echo $! >"$pidf"
 }
 
+# The stack's own cluster (up with STREAMDET_BROKERS=3) lives in $STATE/kafka-cluster.
+stack_cluster() { CLUSTER_DIR=$STATE/kafka-cluster CLUSTER_BASE=$KAFKA_PORT; }
+kafka_alive() { alive "$STATE/kafka.pid" || alive "$STATE/kafka-cluster/kafka-1.pid"; }
+kafka_brokers() {
+  if alive "$STATE/kafka-cluster/kafka-1.pid"; then (stack_cluster && cluster_brokers); else echo "127.0.0.1:$KAFKA_PORT"; fi
+}
+
+start_cluster() {
+  mkdir -p "$CLUSTER_DIR"
+  [[ -s $CLUSTER_DIR/cluster-id ]] ||
+    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$CLUSTER_DIR/cluster-id"
+  # The three format and start side by side (each a JVM start of a few seconds).
+  for n in 1 2 3; do start_cluster_node "$n" & done
+  wait
+  wait_cluster
+  # shellcheck disable=SC2086
+  devstack topics --replication 3 --brokers "$(cluster_brokers)" $TOPICS >"$CLUSTER_DIR/logs/topics.log" 2>&1 ||
+    fail kafka "$CLUSTER_DIR/logs/topics.log" "creating topics"
+}
+
 cluster_brokers() { echo "127.0.0.1:$(cluster_port 1),127.0.0.1:$(cluster_port 2),127.0.0.1:$(cluster_port 3)"; }
 
 wait_cluster() {
@@ -328,7 +353,7 @@ print_env() {
   # The trace link goes to the query API (JSON): the Jaeger built here has no UI (its assets are
   # not in the Go module); with the official image's UI, use http://HOST:16686/trace/{trace_id}.
   cat <<EOF
-export STREAMDET_KAFKA_BROKERS=127.0.0.1:$KAFKA_PORT
+export STREAMDET_KAFKA_BROKERS=$(kafka_brokers)
 export STREAMDET_MINIO_ENDPOINT=127.0.0.1:$MINIO_PORT
 export STREAMDET_MINIO_ACCESS_KEY=$MINIO_USER
 export STREAMDET_MINIO_SECRET_KEY=$MINIO_PASSWORD
@@ -347,7 +372,15 @@ EOF
 
 status() {
   local rc=0 c
-  for c in kafka minio redis jaeger prometheus; do
+  if alive "$STATE/kafka-cluster/kafka-1.pid"; then
+    printf '%-12s running: three nodes (%s)\n' kafka "$(kafka_brokers)"
+  elif alive "$STATE/kafka.pid"; then
+    printf '%-12s running (pid %s)\n' kafka "$(cat "$STATE/kafka.pid")"
+  else
+    printf '%-12s stopped\n' kafka
+    rc=1
+  fi
+  for c in minio redis jaeger prometheus; do
     if alive "$STATE/$c.pid"; then
       printf '%-12s running (pid %s)\n' "$c" "$(cat "$STATE/$c.pid")"
     else
@@ -372,8 +405,14 @@ up)
   mkdir -p "$LOGS"
   start_redis
   build_devstack
-  start_kafka
-  ensure_topics
+  if [[ $BROKERS == 3 ]]; then
+    alive "$STATE/kafka.pid" && die "a single broker is running: make down first"
+    stack_cluster && start_cluster
+  else
+    alive "$STATE/kafka-cluster/kafka-1.pid" && die "a three-node cluster is running: make down first"
+    start_kafka
+    ensure_topics
+  fi
   start_minio
   start_jaeger
   start_prometheus
@@ -381,6 +420,9 @@ up)
   ;;
 down)
   for c in prometheus jaeger kafka minio redis; do stop_one "$c"; done
+  stack_cluster
+  for n in 1 2 3; do stop_pidfile "kafka node $n" "$CLUSTER_DIR/kafka-$n.pid" & done
+  wait
   ;;
 status) status ;;
 env) print_env ;;
@@ -399,17 +441,7 @@ kafka-cluster)
   CLUSTER_DIR=$3 CLUSTER_BASE=$4
   case $2 in
   start)
-    install_kafka && build_devstack
-    mkdir -p "$CLUSTER_DIR"
-    [[ -s $CLUSTER_DIR/cluster-id ]] ||
-      java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$CLUSTER_DIR/cluster-id"
-    # The three format and start side by side (each a JVM start of a few seconds).
-    for n in 1 2 3; do start_cluster_node "$n" & done
-    wait
-    wait_cluster
-    # shellcheck disable=SC2086
-    devstack topics --replication 3 --brokers "$(cluster_brokers)" $TOPICS >"$CLUSTER_DIR/logs/topics.log" 2>&1 ||
-      fail kafka "$CLUSTER_DIR/logs/topics.log" "creating topics"
+    install_kafka && build_devstack && start_cluster
     ;;
   stop)
     for n in 1 2 3; do stop_pidfile "kafka node $n" "$CLUSTER_DIR/kafka-$n.pid" & done
@@ -438,7 +470,8 @@ kafka-cluster)
   ;;
 running)
   # exit 0 when all three servers are running (used by make test to decide whether to stop them)
-  for c in kafka minio redis jaeger prometheus; do alive "$STATE/$c.pid" || exit 1; done
+  kafka_alive || exit 1
+  for c in minio redis jaeger prometheus; do alive "$STATE/$c.pid" || exit 1; done
   ;;
 *)
   echo "usage: $0 install|up|down|status|env|running" >&2

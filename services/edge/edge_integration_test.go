@@ -608,7 +608,8 @@ func TestIntegrationEdge(t *testing.T) {
 		p := r.start(t, []string{qemu, "-L", root, filepath.Join(dir, "bin", "streamdet-edge")}, append(staticModel(t),
 			"ONNXRUNTIME_LIB="+filepath.Join(dir, "lib", "libonnxruntime.so.1"), "LD_LIBRARY_PATH="+filepath.Join(dir, "lib"),
 			"STREAMDET_EDGE_DEVICE_ID=box6", "STREAMDET_EDGE_DATA_DIR="+t.TempDir(), "STREAMDET_EDGE_CAMERAS=gate="+vid, "STREAMDET_EDGE_FPS=1")...)
-		st := p.waitFor("the video detected and forwarded by the arm64 build", 5*time.Minute, cameraDone("gate"))
+		// Emulation is slow, and slower still on a busy machine: a generous bound.
+		st := p.waitFor("the video detected and forwarded by the arm64 build", 10*time.Minute, cameraDone("gate"))
 		if st.Arch != "arm64" {
 			t.Fatalf("status says arch %q", st.Arch)
 		}

@@ -56,9 +56,14 @@ func TestIntegrationChaos(t *testing.T) {
 	var results []chaosResult
 	for i, c := range cases {
 		t.Run(fmt.Sprintf("%02d %s", i+1, c.name), func(t *testing.T) {
-			r := h.run(t, c)
+			r, s := h.run(t, c)
 			results = append(results, r)
 			r.check(t, c)
+			if t.Failed() {
+				for _, n := range s.names() {
+					t.Logf("%s log (without kafka-go's per-partition read retries):\n%s", n, logLines(s.get(n).log, 40))
+				}
+			}
 		})
 	}
 	h.report(t, results)
@@ -77,6 +82,8 @@ type chaosCase struct {
 	graceful bool
 	// gap: pause between consecutive faults.
 	gap time.Duration
+	// diskMiB > 0: the case's own MinIO, on a tmpfs of this size (the disk-full case).
+	diskMiB int
 	// detects: detect instances at the start (a rebalance case starts with one and adds one).
 	detects int
 }
@@ -105,6 +112,9 @@ type chaosResult struct {
 	Seconds         float64            `json:"seconds"`
 }
 
+// The services' uncommitted windows in the suite: ingest's default and detect's setting.
+const ingestConcurrency, detectConcurrency = 8, 4
+
 // rssBound is each service's documented memory bound: the Helm chart's limits.
 var rssBound = map[string]float64{"ingest": 512, "detect": 2048, "sink": 512}
 
@@ -121,8 +131,10 @@ func (r chaosResult) check(t *testing.T, c chaosCase) {
 	if r.DeadLettered != 0 {
 		t.Errorf("%d good frames dead-lettered", r.DeadLettered)
 	}
-	// Duplicates on the topic are bounded by what can be in flight: detect's uncommitted window.
-	if limit := 64 * len(r.Faults); r.TopicDuplicates > limit {
+	// Duplicates on the topic are bounded by what can be in flight per fault: ingest's and
+	// detect's uncommitted windows (their concurrency), each possibly resent once more after a
+	// produce whose acknowledgement was lost.
+	if limit := 2 * (ingestConcurrency + detectConcurrency) * len(r.Faults); r.TopicDuplicates > limit {
 		t.Errorf("%d duplicates on the detections topic, over the in-flight bound %d", r.TopicDuplicates, limit)
 	}
 	if c.graceful && r.TopicDuplicates != 0 {
@@ -145,6 +157,7 @@ type chaos struct {
 	base                 int
 	brokers              []string
 	minio                *aux
+	minioBin             string
 	redis                *aux
 	minioUser, minioPass string
 	redisPass            string
@@ -154,6 +167,7 @@ type chaos struct {
 // aux is a server the suite owns (MinIO, Redis), to kill and restart.
 type aux struct {
 	name, addr string
+	mount      string // a tmpfs in the process's own mount namespace (MinIO on a small disk)
 	args       []string
 	env        []string
 	ready      func() error
@@ -166,7 +180,7 @@ func (a *aux) start(t *testing.T) {
 	t.Helper()
 	a.cmd = exec.Command(a.args[0], a.args[1:]...)
 	a.cmd.Env = append(os.Environ(), a.env...)
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL} // gone with the test
 	f, err := os.OpenFile(a.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		t.Fatal(err)
@@ -206,25 +220,11 @@ func newChaos(t *testing.T) *chaos {
 	}
 	h.clusterCtl(t, "start", 0)
 	t.Cleanup(func() { h.clusterCtl(t, "stop", 0) })
+	h.warm(t)
 
+	h.minioBin = filepath.Join(cache, "bin", "minio")
 	h.minioUser, h.minioPass = "chaos-"+strconv.Itoa(rand.IntN(1e6)), fmt.Sprintf("%x", rand.Uint64())
-	maddr := freePort(t)
-	h.minio = &aux{name: "minio", addr: maddr, log: filepath.Join(h.dir, "minio.log"),
-		args: []string{filepath.Join(cache, "bin", "minio"), "server", "--quiet", "--address", maddr, filepath.Join(h.dir, "minio-data")},
-		env:  []string{"MINIO_ROOT_USER=" + h.minioUser, "MINIO_ROOT_PASSWORD=" + h.minioPass, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off"},
-		ready: func() error {
-			resp, err := http.Get("http://" + maddr + "/minio/health/ready")
-			if err != nil {
-				return err
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return errors.New(resp.Status)
-			}
-			return nil
-		}}
-	h.minio.start(t)
-	t.Cleanup(h.minio.kill)
+	h.minio = h.newMinIO(t, filepath.Join(h.dir, "minio-data"), 0)
 
 	h.redisPass = fmt.Sprintf("%x", rand.Uint64())
 	raddr := freePort(t)
@@ -250,6 +250,69 @@ func newChaos(t *testing.T) *chaos {
 		h.images = append(h.images, b)
 	}
 	return h
+}
+
+// newMinIO starts a MinIO on dir. With sizeMiB > 0 dir is a tmpfs of that size in a mount
+// namespace of MinIO's own (unshare), so that the suite can fill its disk; the filesystem is
+// reached from outside through /proc/<pid>/root.
+func (h *chaos) newMinIO(t *testing.T, dir string, sizeMiB int) *aux {
+	t.Helper()
+	addr := freePort(t)
+	args := []string{h.minioBin, "server", "--quiet", "--address", addr, dir}
+	if sizeMiB > 0 {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		// sh -c SCRIPT $0 $@: mount the tmpfs on $0, then exec MinIO on a directory in it.
+		args = []string{"unshare", "-Urm", "sh", "-c", fmt.Sprintf(`mount -t tmpfs -o size=%dm tmpfs "$0" && exec "$@"`, sizeMiB), dir, h.minioBin, "server", "--quiet", "--address", addr, dir + "/data"}
+	}
+	m := &aux{name: "minio", addr: addr, log: filepath.Join(h.dir, fmt.Sprintf("minio-%s.log", filepath.Base(dir))), args: args,
+		env: []string{"MINIO_ROOT_USER=" + h.minioUser, "MINIO_ROOT_PASSWORD=" + h.minioPass, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off"},
+		ready: func() error {
+			resp, err := http.Get("http://" + addr + "/minio/health/ready")
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return errors.New(resp.Status)
+			}
+			return nil
+		}}
+	if sizeMiB > 0 {
+		m.mount = dir
+	}
+	m.start(t)
+	t.Cleanup(m.kill)
+	return m
+}
+
+// warm makes a fresh cluster ready for groups before the first case: a group commits once, so
+// that __consumer_offsets exists with its replicas in sync (the first case would otherwise pay
+// for its creation: slow joins, commits refused while its leaders are elected).
+func (h *chaos) warm(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := &kafka.Client{Addr: kafka.TCP(h.brokers...), Timeout: 30 * time.Second}
+	if _, err := c.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: []kafka.TopicConfig{{Topic: "warm", NumPartitions: 1, ReplicationFactor: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	w := &kafka.Writer{Addr: kafka.TCP(h.brokers...), Topic: "warm", RequiredAcks: kafka.RequireAll}
+	defer w.Close()
+	for w.WriteMessages(ctx, kafka.Message{Value: []byte("x")}) != nil && ctx.Err() == nil {
+		time.Sleep(500 * time.Millisecond)
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: h.brokers, Topic: "warm", GroupID: "warm", StartOffset: kafka.FirstOffset, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	m, err := r.FetchMessage(ctx)
+	if err == nil {
+		err = r.CommitMessages(ctx, m)
+	}
+	if err != nil {
+		t.Fatalf("warming the cluster: %v", err)
+	}
+	h.waitISR(t, "__consumer_offsets")
 }
 
 // clusterCtl runs stack.sh kafka-cluster ACTION (start, stop, start-node, stop-node, kill-node).
@@ -324,7 +387,8 @@ func (h *chaos) follow(ctx context.Context, topic string, partitions int) *colle
 	return c
 }
 
-// waitISR waits until every partition of the run's topics has its three replicas in sync again.
+// waitISR waits until every partition of the run's topics (or of the topic named run) has its
+// three replicas in sync again.
 func (h *chaos) waitISR(t *testing.T, run string) {
 	t.Helper()
 	c := &kafka.Client{Addr: kafka.TCP(h.brokers...), Timeout: 10 * time.Second}
@@ -334,7 +398,7 @@ func (h *chaos) waitISR(t *testing.T, run string) {
 		short := 0
 		if err == nil {
 			for _, tp := range md.Topics {
-				if !strings.HasPrefix(tp.Name, run+".") {
+				if tp.Name != run && !strings.HasPrefix(tp.Name, run+".") {
 					continue
 				}
 				for _, p := range tp.Partitions {
@@ -357,6 +421,7 @@ func (h *chaos) waitISR(t *testing.T, run string) {
 // chaosServices are one case's services and what it needs to restart them.
 type chaosServices struct {
 	h       *chaos
+	minio   *aux // h's, or the case's own (a small disk)
 	run     string
 	env     []string
 	mu      sync.Mutex
@@ -435,9 +500,13 @@ func (h *chaos) services(t *testing.T, c chaosCase) *chaosServices {
 			t.Fatalf("topic %s: %v", n, e)
 		}
 	}
+	s := &chaosServices{h: h, minio: h.minio, procs: map[string]*proc{}}
+	if c.diskMiB > 0 {
+		s.minio = h.newMinIO(t, filepath.Join(t.TempDir(), "small-disk"), c.diskMiB)
+	}
 	env := []string{
 		"STREAMDET_KAFKA_BROKERS=" + strings.Join(h.brokers, ","),
-		"STREAMDET_MINIO_ENDPOINT=" + h.minio.addr, "STREAMDET_MINIO_ACCESS_KEY=" + h.minioUser, "STREAMDET_MINIO_SECRET_KEY=" + h.minioPass,
+		"STREAMDET_MINIO_ENDPOINT=" + s.minio.addr, "STREAMDET_MINIO_ACCESS_KEY=" + h.minioUser, "STREAMDET_MINIO_SECRET_KEY=" + h.minioPass,
 		"STREAMDET_REDIS_ADDR=" + h.redis.addr, "STREAMDET_REDIS_PASSWORD=" + h.redisPass,
 		"STREAMDET_TOPIC_PREFIX=" + run, "STREAMDET_FRAMES_BUCKET=" + run + "-frames", "STREAMDET_DETECTIONS_BUCKET=" + run + "-detections",
 		"STREAMDET_DEADLETTER_BUCKET=" + run + "-deadletters", "STREAMDET_ANNOTATED_BUCKET=" + run + "-annotated",
@@ -445,8 +514,8 @@ func (h *chaos) services(t *testing.T, c chaosCase) *chaosServices {
 		"STREAMDET_INGEST_EVENTS=false", "STREAMDET_SINK_FLUSH_INTERVAL=500ms", "STREAMDET_SINK_BATCH_ROWS=64",
 		"OTEL_TRACES_EXPORTER=none", "STREAMDET_LOG_LEVEL=warn", "STREAMDET_ROUTE_RESYNC=1s",
 	}
-	s := &chaosServices{h: h, run: run, env: env, procs: map[string]*proc{}}
-	s.detEnv = append(append([]string(nil), env...), "STREAMDET_ENGINE_SESSIONS=1", "STREAMDET_DETECT_CONCURRENCY=4")
+	s.run, s.env = run, env
+	s.detEnv = append(append([]string(nil), env...), "STREAMDET_ENGINE_SESSIONS=1", "STREAMDET_DETECT_CONCURRENCY="+strconv.Itoa(detectConcurrency))
 	if c.registry {
 		s.model = "chaos-" + run
 		shared := testenv.Shared(t, "models")
@@ -468,7 +537,7 @@ func (h *chaos) services(t *testing.T, c chaosCase) *chaosServices {
 }
 
 // run executes one case: load, faults, drain, accounting.
-func (h *chaos) run(t *testing.T, c chaosCase) chaosResult {
+func (h *chaos) run(t *testing.T, c chaosCase) (chaosResult, *chaosServices) {
 	t.Helper()
 	began := time.Now()
 	s := h.services(t, c)
@@ -585,7 +654,7 @@ func (h *chaos) run(t *testing.T, c chaosCase) chaosResult {
 	<-loadDone
 
 	// Drain: wait until every acknowledged frame is in the sink's files (or 4 minutes).
-	mc, err := minio.New(h.minio.addr, &minio.Options{Creds: credentials.NewStaticV4(h.minioUser, h.minioPass, "")})
+	mc, err := minio.New(s.minio.addr, &minio.Options{Creds: credentials.NewStaticV4(h.minioUser, h.minioPass, "")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -656,12 +725,19 @@ func (h *chaos) run(t *testing.T, c chaosCase) chaosResult {
 		sort.Strings(lost)
 		t.Logf("lost: %s", strings.Join(lost[:min(len(lost), 20)], ", "))
 	}
-	for _, n := range s.names() {
-		if p := s.get(n); t.Failed() {
-			t.Logf("%s log:\n%s", n, tail(p.log))
+	return r, s
+}
+
+// logLines is the last n lines of a service log, leaving out kafka-go's per-partition retry noise.
+func logLines(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	var keep []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && !strings.Contains(l, "got an unknown error reading partition") && !strings.Contains(l, "initializing the kafka reader") {
+			keep = append(keep, l)
 		}
 	}
-	return r
+	return strings.Join(keep[max(0, len(keep)-n):], "\n")
 }
 
 func round1(v float64) float64 { return float64(int(v*10+0.5)) / 10 }
@@ -764,9 +840,9 @@ func freezeBroker() fault {
 
 func minioDown(d time.Duration) fault {
 	return fault{fmt.Sprintf("MinIO down %s", d), func(t *testing.T, s *chaosServices) {
-		s.h.minio.kill()
+		s.minio.kill()
 		time.Sleep(d)
-		s.h.minio.start(t)
+		s.minio.start(t)
 	}}
 }
 
@@ -778,6 +854,35 @@ func redisLost(d time.Duration) fault {
 		s.h.redis.start(t)
 		if s.routeOK != nil {
 			s.routeOK(t)
+		}
+	}}
+}
+
+// diskFull: MinIO's disk filled to the last byte (a filler file next to its data) for d, then
+// freed, as an operator would once alerted.
+func diskFull(d time.Duration) fault {
+	return fault{fmt.Sprintf("MinIO disk full %s", d), func(t *testing.T, s *chaosServices) {
+		if s.minio.mount == "" {
+			t.Fatal("the disk-full case needs its MinIO on a tmpfs (diskMiB)")
+		}
+		path := fmt.Sprintf("/proc/%d/root%s/filler", s.minio.cmd.Process.Pid, s.minio.mount)
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatalf("filling MinIO's disk: %v", err)
+		}
+		buf := make([]byte, 1<<20)
+		for n := len(buf); ; {
+			if _, err := f.Write(buf[:n]); err != nil {
+				if n == 1 {
+					break // full to the byte
+				}
+				n /= 2
+			}
+		}
+		f.Close()
+		time.Sleep(d)
+		if err := os.Remove(path); err != nil {
+			t.Fatalf("freeing MinIO's disk: %v", err)
 		}
 	}}
 }
@@ -829,6 +934,7 @@ func chaosCases(h *chaos) []chaosCase {
 		one("Redis lost 30 s", redisLost(30*time.Second), registry),
 		one("rebalances", rebalance()),
 		one("slow sink", slowSink()),
+		one("MinIO disk full 30 s", diskFull(30*time.Second), func(c *chaosCase) { c.diskMiB = 512 }),
 	}
 }
 
