@@ -294,12 +294,28 @@ start_cluster() {
   [[ -s $CLUSTER_DIR/cluster-id ]] ||
     java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$CLUSTER_DIR/cluster-id"
   # The three format and start side by side (each a JVM start of a few seconds).
-  for n in 1 2 3; do start_cluster_node "$n" & done
-  wait
+  # (Wait for these three only: the shell's other children are servers started in the background.)
+  local pids=() n
+  for n in 1 2 3; do
+    start_cluster_node "$n" &
+    pids+=($!)
+  done
+  for n in "${pids[@]}"; do wait "$n" || die "kafka: a cluster node failed to start"; done
   wait_cluster
   # shellcheck disable=SC2086
   devstack topics --replication 3 --brokers "$(cluster_brokers)" $TOPICS >"$CLUSTER_DIR/logs/topics.log" 2>&1 ||
     fail kafka "$CLUSTER_DIR/logs/topics.log" "creating topics"
+}
+
+# stop_cluster stops the three nodes side by side (one by one, the last two would wait for a
+# controller quorum that is gone).
+stop_cluster() {
+  local pids=() n
+  for n in 1 2 3; do
+    stop_pidfile "kafka node $n" "$CLUSTER_DIR/kafka-$n.pid" &
+    pids+=($!)
+  done
+  for n in "${pids[@]}"; do wait "$n" || true; done
 }
 
 cluster_brokers() { echo "127.0.0.1:$(cluster_port 1),127.0.0.1:$(cluster_port 2),127.0.0.1:$(cluster_port 3)"; }
@@ -421,8 +437,7 @@ up)
 down)
   for c in prometheus jaeger kafka minio redis; do stop_one "$c"; done
   stack_cluster
-  for n in 1 2 3; do stop_pidfile "kafka node $n" "$CLUSTER_DIR/kafka-$n.pid" & done
-  wait
+  stop_cluster
   ;;
 status) status ;;
 env) print_env ;;
@@ -444,8 +459,7 @@ kafka-cluster)
     install_kafka && build_devstack && start_cluster
     ;;
   stop)
-    for n in 1 2 3; do stop_pidfile "kafka node $n" "$CLUSTER_DIR/kafka-$n.pid" & done
-    wait
+    stop_cluster
     ;;
   start-node)
     [[ ${5:-} =~ ^[123]$ ]] || { echo "node: 1, 2 or 3" >&2; exit 2; }

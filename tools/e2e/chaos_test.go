@@ -912,7 +912,7 @@ func slowSink() fault {
 
 func chaosCases(h *chaos) []chaosCase {
 	one := func(name string, f fault, opts ...func(*chaosCase)) chaosCase {
-		c := chaosCase{name: name, load: 60 * time.Second, faults: []fault{f}, detects: 1}
+		c := chaosCase{name: name, load: 45 * time.Second, faults: []fault{f}, detects: 1}
 		for _, o := range opts {
 			o(&c)
 		}
