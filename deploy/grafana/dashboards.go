@@ -218,8 +218,15 @@ func modelVersions() *dashboard.DashboardBuilder {
 		WithPanel(series("Detections per frame vs. a day ago", "percentunit", "Relative change of the mean boxes per frame against the same hour yesterday: a version's output drifting (scene change, camera fault, model regression).", 12, 8,
 			query(meanOf("streamdet_model_detections_per_frame", "")+" / "+meanOf("streamdet_model_detections_per_frame", " offset 1d")+" - 1", "{{model}}/{{version}} {{arm}}"))).
 		WithPanel(series("Mean score vs. a day ago", "percentunit", "Relative change of the mean detection score against the same hour yesterday.", 12, 8,
-			query(meanOf("streamdet_model_detection_score", "")+" / "+meanOf("streamdet_model_detection_score", " offset 1d")+" - 1", "{{model}}/{{version}} {{arm}}")))
+			query(meanOf("streamdet_model_detection_score", "")+" / "+meanOf("streamdet_model_detection_score", " offset 1d")+" - 1", "{{model}}/{{version}} {{arm}}"))).
+		WithPanel(series("Drift (PSI) by feature, all streams", "short", "Population stability index of each feature's last window of frames against the first frames the version served (detect's STREAMDET_DRIFT_*): under 0.1 stable, 0.1–0.25 moving, over 0.25 drifted (alert StreamdetDrift after 15 min).", 12, 8,
+			query(`max by (model, version, feature) (streamdet_drift{`+driftSel+`, stream="*"})`, "{{model}}/{{version}} {{feature}}"))).
+		WithPanel(series("Streams drifted (PSI > 0.25 on any feature)", "short", "How many streams have drifted from what the version first saw on them; `detctl drift MODEL` names them.", 12, 8,
+			query(`count by (model, version) (max by (model, version, stream) (streamdet_drift{`+driftSel+`, stream!="*"}) > 0.25)`, "{{model}}/{{version}}")))
 }
+
+// driftSel selects drift series (they have no arm: drift is per version and stream).
+const driftSel = `model=~"$model", version=~"$version"`
 
 // meanOf is the mean of histogram h per version and arm over the panel's rate window, optionally
 // shifted (offset).
