@@ -83,7 +83,7 @@ type ConsumerConfig struct {
 	OnAssign func(ctx context.Context, partition int, offset int64) error
 	// FetchRetryTimeout bounds how long fetching may keep failing (a broker or the group
 	// coordinator unreachable: the reader heals by itself once the cluster does) before Run gives
-	// up and returns the error; default 2m. Meanwhile fetches are retried with backoff.
+	// up and returns the error; default 2m. Meanwhile fetches are retried (kafka-go paces them).
 	FetchRetryTimeout time.Duration
 	// OnFetchError, when set, is told each failed fetch while fetching fails, and nil once a
 	// fetch succeeds again (the service reports itself not ready meanwhile).
@@ -137,8 +137,8 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	var wg sync.WaitGroup
 	var errMu sync.Mutex
 	var errs []error
-	var failing time.Time // since when fetches fail (zero: they do not)
-	backoff := 100 * time.Millisecond
+	var failing, logged time.Time // since when fetches fail (zero: they do not); last warning
+	failures := 0
 	for {
 		select {
 		case c.window <- struct{}{}:
@@ -173,20 +173,26 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 				errMu.Unlock()
 				break
 			}
-			c.log.Warn("fetch failed; retrying", "topic", c.topic, "failing_for", time.Since(failing).Round(time.Millisecond), "retry_in", backoff, "err", err)
+			failures++
+			if time.Since(logged) >= 5*time.Second {
+				c.log.Warn("fetch failed; retrying", "topic", c.topic, "failing_for", time.Since(failing).Round(time.Millisecond), "failures", failures, "err", err)
+				logged = time.Now()
+			}
 			if c.onFetchError != nil {
 				c.onFetchError(fmt.Errorf("fetch from %s: %w", c.topic, err))
 			}
+			// kafka-go backs off by itself (it retries the group and each partition leader) and
+			// queues the errors of those attempts with the messages: take the next at once, so
+			// that errors queued while a broker was away do not outlast it; pause only briefly.
 			select {
 			case <-fetchCtx.Done():
-			case <-time.After(backoff):
+			case <-time.After(20 * time.Millisecond):
 			}
-			backoff = min(2*backoff, 5*time.Second)
 			continue
 		}
 		if !failing.IsZero() {
-			c.log.Info("fetching again", "topic", c.topic, "after", time.Since(failing).Round(time.Millisecond))
-			failing, backoff = time.Time{}, 100*time.Millisecond
+			c.log.Info("fetching again", "topic", c.topic, "after", time.Since(failing).Round(time.Millisecond), "failures", failures)
+			failing, failures, logged = time.Time{}, 0, time.Time{}
 			if c.onFetchError != nil {
 				c.onFetchError(nil)
 			}

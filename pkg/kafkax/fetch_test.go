@@ -15,14 +15,23 @@ import (
 
 // scriptedReader answers FetchMessage from a script of errors and messages, then blocks.
 type scriptedReader struct {
-	mu     sync.Mutex
-	script []any // error or kafka.Message
+	mu      sync.Mutex
+	script  []any // error or kafka.Message
+	forever error // once the script is done: this error every 50 ms (kafka-go retrying), if set
 }
 
 func (r *scriptedReader) FetchMessage(ctx context.Context) (kafka.Message, error) {
 	r.mu.Lock()
 	if len(r.script) == 0 {
 		r.mu.Unlock()
+		if r.forever != nil {
+			select {
+			case <-ctx.Done():
+				return kafka.Message{}, ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+				return kafka.Message{}, r.forever
+			}
+		}
 		<-ctx.Done()
 		return kafka.Message{}, ctx.Err()
 	}
@@ -92,15 +101,16 @@ func TestFetchErrorsAreTransient(t *testing.T) {
 func TestFetchGivesUp(t *testing.T) {
 	lost := errors.New("coordinator not available")
 	for _, tc := range []struct {
-		name   string
-		script []any
-		want   string
+		name    string
+		script  []any
+		forever error
+		want    string
 	}{
-		{"keeps failing", []any{lost, lost, lost, lost, lost, lost, lost, lost}, "coordinator not available"},
-		{"reader closed", []any{io.EOF}, "EOF"},
+		{"keeps failing", nil, lost, "coordinator not available"},
+		{"reader closed", []any{io.EOF}, nil, "EOF"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := fakeConsumer(&scriptedReader{script: tc.script}, 300*time.Millisecond, nil)
+			c := fakeConsumer(&scriptedReader{script: tc.script, forever: tc.forever}, 300*time.Millisecond, nil)
 			done := make(chan error)
 			go func() { done <- c.Run(context.Background(), func(context.Context, kafka.Message) error { return nil }) }()
 			select {
@@ -112,5 +122,28 @@ func TestFetchGivesUp(t *testing.T) {
 				t.Fatal("Run did not give up")
 			}
 		})
+	}
+}
+
+// TestQueuedFetchErrorsDrainFast: kafka-go queues the errors of its retries (one per partition
+// and attempt) with the messages while a broker is away; once it is back they must not hold the
+// consumer up. The suite found a consumer that slept a growing backoff per queued error still
+// failing 40 s after the broker had returned.
+func TestQueuedFetchErrorsDrainFast(t *testing.T) {
+	lost := errors.New("failed to dial: connection refused")
+	script := make([]any, 0, 17)
+	for i := 0; i < 16; i++ {
+		script = append(script, lost)
+	}
+	script = append(script, kafka.Message{Partition: 0, Offset: 1})
+	c := fakeConsumer(&scriptedReader{script: script}, time.Minute, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	handled := make(chan struct{}, 1)
+	go c.Run(ctx, func(context.Context, kafka.Message) error { handled <- struct{}{}; return nil })
+	select {
+	case <-handled:
+	case <-time.After(5 * time.Second): // 16 queued errors; a growing backoff took over a minute
+		t.Fatal("the message after 16 queued fetch errors was not handled within 5 s")
 	}
 }
