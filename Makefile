@@ -112,7 +112,7 @@ integration: ## integration tests against the running local stack
 # The fault-injection suite (docs/reliability.md): every case on its own, twice, against a
 # three-broker cluster, MinIO and Redis of its own. make test runs its short version (one load,
 # one fault per component). Needs make up (binaries, the stack's tools).
-chaos: ## fault-injection suite: kill -9 / SIGTERM of each service, broker loss, freeze and rolling restart, MinIO and Redis outages, rebalances, slow sink (~70 min)
+chaos: ## fault-injection suite: kill -9 / SIGTERM of each service, broker loss, freeze and rolling restart, MinIO and Redis outages, rebalances, slow sink, disk full (~30 min)
 	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 STREAMDET_CHAOS=full $(GO) test -count=1 -tags integration -run TestIntegrationChaos -timeout 120m -v ./tools/e2e/ >.cache/chaos.log 2>&1; \
 	  rc=$$?; grep -E '^(=== RUN|--- |ok|FAIL|PASS)|chaos_test.go|^ +\|' .cache/chaos.log; echo "full log: .cache/chaos.log"; exit $$rc
 
