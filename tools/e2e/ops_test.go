@@ -158,20 +158,24 @@ func TestIntegrationOps(t *testing.T) {
 			if !jaeger.IsTraceID(dl.TraceID) {
 				t.Fatalf("dead letter without a trace id: %+v", dl)
 			}
-			var tr jaeger.Trace
+			// The trace appears in Jaeger as soon as its first span (ingest's) is stored; the failed
+			// span of the stage that dead-lettered it may be exported a batch later, so wait for it.
 			var err error
+			failed := false
 			for deadline := time.Now().Add(20 * time.Second); ; {
-				if tr, err = jc.Get(ctx, dl.TraceID); err == nil || time.Now().After(deadline) {
+				var tr jaeger.Trace
+				if tr, err = jc.Get(ctx, dl.TraceID); err == nil {
+					for _, s := range tr.Spans {
+						failed = failed || (s.Service == dl.Stage && s.Error && s.Tags["streamdet.deadletter.reason"] == string(dl.Reason))
+					}
+				}
+				if failed || time.Now().After(deadline) {
 					break
 				}
 				time.Sleep(500 * time.Millisecond)
 			}
 			if err != nil {
 				t.Fatalf("dead letter's trace %s: %v", dl.TraceID, err)
-			}
-			failed := false
-			for _, s := range tr.Spans {
-				failed = failed || (s.Service == dl.Stage && s.Error && s.Tags["streamdet.deadletter.reason"] == string(dl.Reason))
 			}
 			if !failed {
 				t.Errorf("trace %s of a %s dead letter (%s) has no failed %s span", dl.TraceID, dl.Stage, dl.Reason, dl.Stage)
