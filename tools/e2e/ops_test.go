@@ -226,8 +226,18 @@ func TestIntegrationOps(t *testing.T) {
 		}
 		if traceID == "" {
 			t.Error("no exemplar with a trace_id on streamdet_message_duration_seconds")
-		} else if _, err := jc.Get(ctx, traceID); err != nil {
-			t.Errorf("exemplar's trace %s: %v", traceID, err)
+		} else {
+			// The exemplar is scraped from the service; its span reaches Jaeger with the next export.
+			var err error
+			for deadline := time.Now().Add(20 * time.Second); ; {
+				if _, err = jc.Get(ctx, traceID); err == nil || time.Now().After(deadline) {
+					break
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+			if err != nil {
+				t.Errorf("exemplar's trace %s: %v", traceID, err)
+			}
 		}
 		// The alert rules are loaded and evaluate on these series without error.
 		rules, err := promRules(ctx, ops.PrometheusURL)
