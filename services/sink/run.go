@@ -2,7 +2,11 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/streamdet/streamdet/pkg/kafkax"
 	"github.com/streamdet/streamdet/pkg/pipeline"
@@ -52,6 +56,10 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 		stopSink()
 		<-sinkDone
 	}
+	if err := followDevices(ctx, cfg, rt); err != nil {
+		stop()
+		return err
+	}
 	// Concurrency = batch size: the rows of a batch wait together for their flush.
 	c, err := rt.Consume(ctx, kafkax.ConsumerConfig{
 		Group: cfg.Group, Topic: rt.Topics.Detections, Concurrency: cfg.BatchRows, OnAssign: s.Assigned,
@@ -64,4 +72,58 @@ func Run(ctx context.Context, cfg Config, deps Deps) error {
 	err = rt.Wait()
 	stop() // the consumer has stopped: write what is left
 	return err
+}
+
+// followDevices consumes the devices topic into a Fleet whose gauges the alert on offline edge
+// devices reads (cfg.Devices: auto follows it only when the topic exists).
+func followDevices(ctx context.Context, cfg Config, rt *pipeline.Runtime) error {
+	if cfg.Devices == "false" {
+		return nil
+	}
+	topic := rt.Topics.Devices
+	if cfg.Devices == "auto" {
+		ok, err := topicExists(ctx, rt.Kafka, topic)
+		if err != nil {
+			return fmt.Errorf("devices topic %s: %w", topic, err)
+		}
+		if !ok {
+			rt.Tel.Logger.Info("not following edge devices: no devices topic (STREAMDET_SINK_DEVICES=auto)", "topic", topic)
+			return nil
+		}
+	}
+	f := NewFleet(cfg.MaxDevices, nil)
+	if err := f.Register(rt.Tel.Meter); err != nil {
+		return err
+	}
+	_, err := rt.Consume(ctx, kafkax.ConsumerConfig{Group: cfg.Group + "-devices", Topic: topic, Concurrency: 1}, f.Handle)
+	return err
+}
+
+// topicExists asks the cluster whether topic exists and may be read (transient failures
+// retried for 30 s).
+func topicExists(ctx context.Context, kc kafkax.Config, topic string) (bool, error) {
+	client, err := kc.Client()
+	if err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{topic}})
+		if err == nil && len(md.Topics) == 1 {
+			switch terr := md.Topics[0].Error; {
+			case terr == nil:
+				return true, nil
+			case errors.Is(terr, kafka.UnknownTopicOrPartition), errors.Is(terr, kafka.TopicAuthorizationFailed):
+				return false, nil // absent, or not this service's to read
+			default:
+				err = terr
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false, fmt.Errorf("metadata: %w", errors.Join(err, ctx.Err()))
+		case <-time.After(time.Second):
+		}
+	}
 }

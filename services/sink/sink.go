@@ -61,6 +61,12 @@ type Config struct {
 	// TraceURL links the live view to traces: STREAMDET_TRACE_URL, e.g.
 	// http://jaeger:16686/trace/{trace_id}.
 	TraceURL string
+	// Devices follows the edge devices' heartbeats (the devices topic) and exports when each was
+	// last seen, for the device-offline alert: STREAMDET_SINK_DEVICES, auto (default: when the
+	// topic exists at start), true (required) or false. Consumer group <Group>-devices.
+	Devices string
+	// MaxDevices bounds the devices followed: STREAMDET_SINK_MAX_DEVICES, default 10000.
+	MaxDevices int
 }
 
 // DefaultConfig is the configuration with every default (the required endpoints and
@@ -86,6 +92,8 @@ func fromEnv(env envconf.Env) Config {
 		Annotate:        env.Bool("STREAMDET_SINK_ANNOTATE", false),
 		AnnotatedBucket: env.String("STREAMDET_ANNOTATED_BUCKET", "annotated"),
 		TraceURL:        env.String("STREAMDET_TRACE_URL", ""),
+		Devices:         env.String("STREAMDET_SINK_DEVICES", "auto"),
+		MaxDevices:      env.Int("STREAMDET_SINK_MAX_DEVICES", 10_000),
 	}
 	if c.AnnotatedBucket == "none" {
 		c.AnnotatedBucket = ""
@@ -107,6 +115,12 @@ func (c Config) Validate() error {
 	}
 	if c.JournalBatches < 1 || c.JournalBatches > 100_000 {
 		errs = append(errs, fmt.Errorf("STREAMDET_SINK_JOURNAL_BATCHES %d: must be in [1, 100000]", c.JournalBatches))
+	}
+	if c.Devices != "auto" && c.Devices != "true" && c.Devices != "false" {
+		errs = append(errs, fmt.Errorf("STREAMDET_SINK_DEVICES %q: must be auto, true or false", c.Devices))
+	}
+	if c.MaxDevices < 1 || c.MaxDevices > 1_000_000 {
+		errs = append(errs, fmt.Errorf("STREAMDET_SINK_MAX_DEVICES %d: must be in [1, 1000000]", c.MaxDevices))
 	}
 	// The group names a journal prefix: one identifier, never a path.
 	errs = append(errs, contract.CheckID("STREAMDET_SINK_GROUP", c.Group))

@@ -37,7 +37,7 @@ func TestIntegrationOps(t *testing.T) {
 	defer cancel()
 	run := fmt.Sprintf("ops%d", time.Now().UnixNano()%1e9)
 	model := "coco" + run
-	testenv.Topics(t, st.KafkaBrokers, 3, runTopics(run, "frames.raw", "frames", "detections", "detections.shadow", "dlq")...)
+	testenv.Topics(t, st.KafkaBrokers, 3, runTopics(run, "frames.raw", "frames", "detections", "detections.shadow", "dlq", "devices")...)
 	env := []string{
 		"STREAMDET_TOPIC_PREFIX=" + run, "STREAMDET_FRAMES_BUCKET=" + run + "-frames", "STREAMDET_DETECTIONS_BUCKET=" + run + "-detections",
 		"STREAMDET_INGEST_GROUP=" + run + "-ingest", "STREAMDET_DETECT_GROUP=" + run + "-detect", "STREAMDET_SINK_GROUP=" + run + "-sink",
@@ -88,6 +88,14 @@ func TestIntegrationOps(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// An edge device's heartbeat: the sink exports when it was last seen (the offline alert).
+	device := run + "-edge"
+	hb, _ := json.Marshal(contract.DeviceStatus{Device: device, Group: "dock", State: "running", At: time.Now().UTC(), Started: time.Now().UTC()})
+	dw := &kafka.Writer{Addr: kafka.TCP(st.KafkaBrokers...), Topic: run + ".devices", RequiredAcks: kafka.RequireAll, BatchTimeout: time.Millisecond}
+	if err := dw.WriteMessages(ctx, kafka.Message{Key: []byte(device), Value: hb}); err != nil {
+		t.Fatal(err)
+	}
+	dw.Close()
 	// Poison: garbage (ingest refuses it) and a truncated JPEG (passes ingest, detect fails on it).
 	for i, v := range [][]byte{[]byte("not an image at all"), images[0][:len(images[0])/3]} {
 		if err := w.WriteMessages(ctx, kafka.Message{Key: []byte("cam-bad"), Value: v,
@@ -198,6 +206,7 @@ func TestIntegrationOps(t *testing.T) {
 			{"drift per version and feature", `count(streamdet_drift{` + sel + `, version="1"}) > 0`},
 			{"model errors", `sum(streamdet_model_errors_total{` + sel + `}) > 0`},
 			{"dead letters by stage", `count(sum by (stage) (streamdet_errors_total{` + sel + `, reason!~"transient_.*"}) > 0) == 2`},
+			{"edge device last seen", `streamdet_device_last_seen_timestamp_seconds{` + sel + `, device="` + device + `", group="dock"} > 0`},
 			{"consumer lag", `count(streamdet_consumer_lag{` + sel + `}) >= 3`},
 			{"targets up", `count(up{` + sel + `} == 1) == 3`},
 		}

@@ -111,7 +111,7 @@ var rights = []serviceRights{
 		"frames/*": {"s3:GetObject"}, "models/*": {"s3:GetObject"}, "deadletters/*": {"s3:PutObject"},
 		"models": {"s3:ListBucket"}, "deadletters": {"s3:ListBucket"},
 	}},
-	{name: "sink", read: []string{"detections"}, write: []string{"dlq"}, s3: map[string][]string{
+	{name: "sink", read: []string{"detections", "devices"}, write: []string{"dlq"}, s3: map[string][]string{
 		"detections/*": {"s3:PutObject", "s3:GetObject", "s3:DeleteObject"}, "annotated/*": {"s3:PutObject"},
 		"frames/*": {"s3:GetObject"}, "deadletters/*": {"s3:PutObject"},
 		"detections": {"s3:ListBucket"}, "annotated": {"s3:ListBucket"}, "deadletters": {"s3:ListBucket"},
@@ -146,7 +146,7 @@ func provision(ctx context.Context, dir, kafkaAddr, minioAddr, redisAddr, prefix
 	}
 	kc := &kafka.Client{Addr: kafka.TCP(kafkaAddr), Timeout: 20 * time.Second, Transport: &kafka.Transport{TLS: tlsc, SASL: mech}}
 	var topics []kafka.TopicConfig
-	for _, s := range []string{"frames.raw", "frames", "detections", "detections.shadow", "dlq", "frames.events"} {
+	for _, s := range []string{"frames.raw", "frames", "detections", "detections.shadow", "dlq", "frames.events", "devices"} {
 		topics = append(topics, kafka.TopicConfig{Topic: prefix + "." + s, NumPartitions: 3, ReplicationFactor: 1})
 	}
 	if _, err := kc.CreateTopics(ctx, &kafka.CreateTopicsRequest{Topics: topics}); err != nil {
