@@ -74,7 +74,7 @@ func TestFleetExportsLastSeen(t *testing.T) {
 	}
 	seen, stopping := gauges(t, r)
 	want := map[string]float64{
-		"edge-1/dock": float64(now.Add(-20*time.Second).Unix()),
+		"edge-1/dock": float64(now.Add(-20 * time.Second).Unix()),
 		"edge-2/yard": float64(now.Add(-time.Minute).Unix()),
 		"edge-3/yard": float64(now.Unix()),
 	}
