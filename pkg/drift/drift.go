@@ -1,12 +1,18 @@
-// Package drift notices when the frames a model serves stop looking like the frames it served
-// when it started: per model version and stream (and over all streams) it keeps a reference
+// Package drift notices when the frames a model serves stop looking like the frames it was
+// promoted on: per model version and stream (and over all streams) it keeps a reference
 // distribution of each feature — class frequencies, detection scores, boxes per frame, box size
-// and position, frame size — from the first frames served, then compares each following window
-// of frames with it by the population stability index (PSI). A PSI over 0.25 is the usual sign
-// of a significant shift; 0.1 to 0.25 a moderate one.
+// and position, frame size and brightness — captured from the first frames served after the
+// reference's start (its baseline: a promotion, or the version's first frames), then compares
+// each following window of frames with it by the population stability index (PSI). A PSI over
+// 0.25 is the usual sign of a significant shift; 0.1 to 0.25 a moderate one.
+//
+// The Tracker only computes; its Results ask the caller to load references kept elsewhere
+// (Wanted) and to keep the ones it captured (Captured), and Adopt installs a reference so
+// kept, so that every replica and every restart compares with the same reference.
 package drift
 
 import (
+	"fmt"
 	"math"
 	"sort"
 	"sync"
@@ -16,7 +22,7 @@ import (
 )
 
 // Features are the compared distributions.
-var Features = []string{"class", "score", "boxes", "box_area", "position", "frame_pixels"}
+var Features = []string{"class", "score", "boxes", "box_area", "position", "frame_pixels", "brightness"}
 
 const classBins = 81 // 80 COCO-sized classes and "other"
 
@@ -34,6 +40,8 @@ func bins(feature string) int {
 		return 9
 	case "frame_pixels":
 		return 8
+	case "brightness":
+		return 8
 	}
 	return 0
 }
@@ -41,8 +49,16 @@ func bins(feature string) int {
 // hist is one feature's counts.
 type hist []float64
 
-// frame adds one frame's contributions to each feature's histogram.
-func add(h map[string]hist, width, height int, dets []contract.Detection) {
+// Frame is what the tracker takes from one served frame.
+type Frame struct {
+	Width, Height int
+	Brightness    float64 // mean luma, 0–255
+	Detections    []contract.Detection
+}
+
+// add adds one frame's contributions to each feature's histogram.
+func add(h map[string]hist, f Frame) {
+	width, height, dets := f.Width, f.Height, f.Detections
 	for _, f := range Features {
 		if h[f] == nil {
 			h[f] = make(hist, bins(f))
@@ -52,6 +68,7 @@ func add(h map[string]hist, width, height int, dets []contract.Detection) {
 	h["boxes"][bucket(float64(n), []float64{0, 1, 2, 3, 5, 8, 13})]++
 	px := float64(width * height)
 	h["frame_pixels"][bucket(px, []float64{320 * 240, 640 * 480, 1280 * 720, 1920 * 1080, 2560 * 1440, 3840 * 2160, 8e6})]++
+	h["brightness"][bucket(f.Brightness, []float64{32, 64, 96, 128, 160, 192, 224})]++
 	for _, d := range dets {
 		c := d.ClassID
 		if c < 0 || c >= classBins-1 {
@@ -103,6 +120,56 @@ type Value struct {
 	PSI                             float64
 	Frames                          int64 // frames in the window compared
 	At                              time.Time
+	// Baseline names the reference compared with ("0": the version's first frames served;
+	// else the reference's start in Unix milliseconds).
+	Baseline string `json:",omitempty"`
+}
+
+// Key names one reference: a model version's stream ("*" for all streams) from a baseline.
+type Key struct {
+	Model, Version, Baseline, Stream string
+}
+
+// Reference is a captured reference distribution.
+type Reference struct {
+	Key
+	Frames int                  // frames it was captured from
+	Hist   map[string][]float64 // per feature, the counts of its bins
+	At     time.Time            // when its capture completed
+}
+
+// Validate checks a reference read back from storage: every feature with its number of
+// bins, finite non-negative counts, at least one frame.
+func (r Reference) Validate() error {
+	if r.Frames < 1 {
+		return fmt.Errorf("drift reference of %d frames", r.Frames)
+	}
+	if len(r.Hist) != len(Features) {
+		return fmt.Errorf("drift reference with %d features, want %d", len(r.Hist), len(Features))
+	}
+	for _, f := range Features {
+		h, ok := r.Hist[f]
+		if !ok || len(h) != bins(f) {
+			return fmt.Errorf("drift reference: feature %s has %d bins, want %d", f, len(h), bins(f))
+		}
+		for _, c := range h {
+			if c < 0 || math.IsNaN(c) || math.IsInf(c, 0) {
+				return fmt.Errorf("drift reference: feature %s has a count %v", f, c)
+			}
+		}
+	}
+	return nil
+}
+
+// Result is what Observe asks of its caller.
+type Result struct {
+	// Values are the figures of windows that closed.
+	Values []Value
+	// Wanted are references to look up in storage and Adopt (series just started).
+	Wanted []Key
+	// Captured are references this tracker completed: keep them (the first kept wins), and
+	// Adopt what storage holds if another replica's was kept first.
+	Captured []Reference
 }
 
 // Config bounds a Tracker.
@@ -113,6 +180,7 @@ type Config struct {
 }
 
 type series struct {
+	baseline   string
 	ref, cur   map[string]hist
 	refN, curN int
 	last       map[string]Value
@@ -141,36 +209,71 @@ func NewTracker(c Config) *Tracker {
 	return &Tracker{cfg: c, s: map[[3]string]*series{}, now: time.Now}
 }
 
-// Observe adds a served frame; it returns the values computed when a window closed (else nil).
-func (t *Tracker) Observe(model, version, stream string, width, height int, dets []contract.Detection) []Value {
+// Observe adds a frame served by model version on stream, whose drift reference starts at
+// baseline (Route.DriftBaseline). A series whose baseline changed starts again.
+func (t *Tracker) Observe(model, version, baseline, stream string, f Frame) Result {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []Value
+	var out Result
 	for _, key := range [][3]string{{model, version, stream}, {model, version, "*"}} {
 		s := t.s[key]
-		if s == nil {
-			if key[2] != "*" && len(t.s) >= t.cfg.MaxStreams {
+		if s == nil || s.baseline != baseline {
+			if s == nil && key[2] != "*" && len(t.s) >= t.cfg.MaxStreams {
 				continue
 			}
-			s = &series{ref: map[string]hist{}, cur: map[string]hist{}, last: map[string]Value{}}
+			s = &series{baseline: baseline, ref: map[string]hist{}, cur: map[string]hist{}, last: map[string]Value{}}
 			t.s[key] = s
+			out.Wanted = append(out.Wanted, Key{Model: key[0], Version: key[1], Baseline: baseline, Stream: key[2]})
 		}
 		if s.refN < t.cfg.ReferenceFrames {
-			add(s.ref, width, height, dets)
+			add(s.ref, f)
 			s.refN++
+			if s.refN == t.cfg.ReferenceFrames {
+				out.Captured = append(out.Captured, Reference{Key: Key{Model: key[0], Version: key[1], Baseline: baseline, Stream: key[2]},
+					Frames: s.refN, Hist: copyHist(s.ref), At: t.now().UTC()})
+			}
 			continue
 		}
-		add(s.cur, width, height, dets)
+		add(s.cur, f)
 		s.curN++
 		if s.curN < t.cfg.WindowFrames {
 			continue
 		}
-		for _, f := range Features {
-			v := Value{Model: key[0], Version: key[1], Stream: key[2], Feature: f, PSI: PSI(s.ref[f], s.cur[f]), Frames: int64(s.curN), At: t.now().UTC()}
-			s.last[f] = v
-			out = append(out, v)
+		for _, ft := range Features {
+			v := Value{Model: key[0], Version: key[1], Stream: key[2], Feature: ft, PSI: PSI(s.ref[ft], s.cur[ft]), Frames: int64(s.curN), At: t.now().UTC(), Baseline: baseline}
+			s.last[ft] = v
+			out.Values = append(out.Values, v)
 		}
 		s.cur, s.curN = map[string]hist{}, 0
+	}
+	return out
+}
+
+// Adopt installs a reference from storage in its series, if that series is still tracked on
+// the same baseline: its own capture, complete or not, is replaced (the current window is
+// kept). It reports whether it did.
+func (t *Tracker) Adopt(r Reference) bool {
+	if r.Validate() != nil {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.s[[3]string{r.Model, r.Version, r.Stream}]
+	if s == nil || s.baseline != r.Baseline {
+		return false
+	}
+	s.ref = map[string]hist{}
+	for f, h := range r.Hist {
+		s.ref[f] = append(hist(nil), h...)
+	}
+	s.refN = max(s.refN, t.cfg.ReferenceFrames)
+	return true
+}
+
+func copyHist(h map[string]hist) map[string][]float64 {
+	out := make(map[string][]float64, len(h))
+	for f, c := range h {
+		out[f] = append([]float64(nil), c...)
 	}
 	return out
 }

@@ -191,7 +191,10 @@ func (r *Rollout) Route(cur *Route) *Route {
 		out.Arms = []Arm{{Version: r.Plan.Candidate, Weight: 100}}
 		out.Compare = 0
 		out.Warm = map[string]time.Time{r.Baseline: r.Updated.Add(10 * time.Minute)}
+		// Promoted: the candidate's drift reference is what it serves from this step on.
+		out.DriftReference = map[string]time.Time{r.Plan.Candidate: r.StepStarted}
 	}
+	out.KeepDriftReferences(cur)
 	return out
 }
 
@@ -209,6 +212,7 @@ func (r *Rollout) rolledBack(cur *Route) *Route {
 			}
 		}
 	}
+	out.KeepDriftReferences(cur)
 	return out
 }
 

@@ -101,6 +101,10 @@ func TestRolloutPromotes(t *testing.T) {
 	if got := strings.Join(actions, " "); got != "step/passed step/started step/passed step/started promote/every step passed" {
 		t.Fatalf("actions: %s", got)
 	}
+	// The candidate's drift reference starts with the step that gave it every stream.
+	if since := route.DriftReference["2"]; since.IsZero() || !since.Equal(ro.StepStarted) {
+		t.Errorf("drift reference of 2: %v, want the last step's start %v", since, ro.StepStarted)
+	}
 }
 
 func TestRolloutRollsBack(t *testing.T) {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/streamdet/streamdet/pkg/contract"
@@ -54,6 +55,11 @@ type Route struct {
 	// Warm lists versions kept loaded though no arm uses them (a promoted-from version kept for
 	// rollback), each until a time.
 	Warm map[string]time.Time `json:"warm,omitempty"`
+	// DriftReference is, per version, when its drift reference starts: drift compares a
+	// stream's frames with the first frames the version served it from then on (set by a
+	// promotion, or by detctl drift reset). A version without one is compared with the first
+	// frames it served. The reference, once captured, is kept in Redis for every detect replica.
+	DriftReference map[string]time.Time `json:"drift_reference,omitempty"`
 	// Previous is the route this one replaced, for rollback.
 	Previous *Route    `json:"previous,omitempty"`
 	Updated  time.Time `json:"updated"`
@@ -105,6 +111,12 @@ func (r *Route) Validate() error {
 	for v := range r.Warm {
 		errs = append(errs, contract.CheckID("route: warm version", v))
 	}
+	for v := range r.DriftReference {
+		errs = append(errs, contract.CheckID("route: drift reference version", v))
+	}
+	if len(r.DriftReference) > 64 {
+		errs = append(errs, fmt.Errorf("route: %d drift references, at most 64", len(r.DriftReference)))
+	}
 	if len(r.Arms) > 64 {
 		errs = append(errs, fmt.Errorf("route: %d arms, at most 64", len(r.Arms)))
 	}
@@ -137,6 +149,32 @@ func (r *Route) Versions(now time.Time) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// KeepDriftReferences copies from cur the drift references of the versions r still routes to,
+// so that changing weights does not restart a version's reference.
+func (r *Route) KeepDriftReferences(cur *Route) {
+	if cur == nil {
+		return
+	}
+	now := time.Now()
+	for v, since := range cur.DriftReference {
+		if _, set := r.DriftReference[v]; !set && r.Uses(v, now) {
+			if r.DriftReference == nil {
+				r.DriftReference = map[string]time.Time{}
+			}
+			r.DriftReference[v] = since
+		}
+	}
+}
+
+// DriftBaseline names version's drift reference: "0" for its first frames served, else the
+// start of the reference in Unix milliseconds.
+func (r *Route) DriftBaseline(version string) string {
+	if since, ok := r.DriftReference[version]; ok && !since.IsZero() {
+		return strconv.FormatInt(since.UnixMilli(), 10)
+	}
+	return "0"
 }
 
 // Uses reports whether the route (not counting its Previous) refers to version.

@@ -27,7 +27,7 @@ type RedisConfig struct {
 	TLS tlsconf.Config
 	// KeyPrefix: STREAMDET_REDIS_PREFIX, default "streamdet".
 	KeyPrefix string
-	// StatsHorizon is how long per-minute statistics are kept (STREAMDET_STATS_HORIZON,
+	// StatsHorizon is how long the 10-second statistics buckets are kept (STREAMDET_STATS_HORIZON,
 	// default 24h, [1h, 30d]).
 	StatsHorizon time.Duration
 }

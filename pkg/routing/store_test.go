@@ -2,6 +2,7 @@ package routing
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -9,6 +10,8 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+
+	"github.com/streamdet/streamdet/pkg/drift"
 )
 
 // TestInvalidRouteIgnored: a route document in Redis that breaks the schema or the identifier
@@ -81,4 +84,95 @@ func TestInvalidRouteIgnored(t *testing.T) {
 		t.Fatalf("replacing an invalid route: %v", err)
 	}
 	waitFor("the new good route", func() bool { mu.Lock(); defer mu.Unlock(); return len(applied) == 2 })
+}
+
+// TestDriftReferenceStore: the first reference kept wins and is handed to the replica whose
+// capture came second; what is stored is checked (another key's reference, bad JSON, a size
+// over the limit) before use; identifiers and baselines are checked before they name a key.
+func TestDriftReferenceStore(t *testing.T) {
+	mr := miniredis.RunT(t)
+	mr.RequireAuth("pw-0123456789")
+	s, err := NewStore(RedisConfig{Addr: mr.Addr(), Password: "pw-0123456789", KeyPrefix: "sd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	capture := func(brightness float64) drift.Reference {
+		tr := drift.NewTracker(drift.Config{ReferenceFrames: 10, WindowFrames: 10})
+		var out drift.Reference
+		for i := 0; i < 10; i++ {
+			for _, c := range tr.Observe("coco", "2", "1764936000000", "cam-1", drift.Frame{Width: 640, Height: 480, Brightness: brightness}).Captured {
+				if c.Stream == "cam-1" {
+					out = c
+				}
+			}
+		}
+		return out
+	}
+	k := drift.Key{Model: "coco", Version: "2", Baseline: "1764936000000", Stream: "cam-1"}
+	if r, err := s.DriftReference(ctx, k); r != nil || err != nil {
+		t.Fatalf("nothing stored: %v %v", r, err)
+	}
+	first, second := capture(200), capture(20)
+	second.At = first.At.Add(time.Second)
+	if kept, err := s.SaveDriftReference(ctx, first); err != nil || !kept.At.Equal(first.At) {
+		t.Fatalf("first save: %v %v", kept, err)
+	}
+	kept, err := s.SaveDriftReference(ctx, second)
+	if err != nil || !kept.At.Equal(first.At) || kept.Hist["brightness"][6] != 10 {
+		t.Fatalf("second save kept %+v, %v; want the first", kept, err)
+	}
+	if got, err := s.DriftReference(ctx, k); err != nil || got == nil || !got.At.Equal(first.At) {
+		t.Fatalf("read back: %+v %v", got, err)
+	}
+	if ttl := mr.TTL("sd:driftref:v1:coco|2|1764936000000"); ttl != DriftReferenceTTL {
+		t.Errorf("TTL %s", ttl)
+	}
+
+	// Hostile contents of the hash.
+	other := first
+	other.Stream = "cam-9"
+	b, _ := json.Marshal(other)
+	for name, raw := range map[string]string{
+		"another stream's reference": string(b),
+		"not JSON":                   "{",
+		"too large":                  strings.Repeat(" ", maxReferenceBytes+1),
+	} {
+		mr.HSet("sd:driftref:v1:coco|2|1764936000000", "cam-1", raw)
+		if r, err := s.DriftReference(ctx, k); err == nil {
+			t.Errorf("%s: read as %+v", name, r)
+		}
+	}
+	// An unreadable stored reference is replaced by the next capture.
+	if kept, err := s.SaveDriftReference(ctx, second); err != nil || !kept.At.Equal(second.At) {
+		t.Errorf("save over an unreadable reference: %+v %v", kept, err)
+	}
+	for _, bad := range []drift.Key{
+		{Model: "coco", Version: "2", Baseline: "1:2", Stream: "cam-1"},
+		{Model: "coco", Version: "2", Baseline: "", Stream: "cam-1"},
+		{Model: "coco", Version: "../2", Baseline: "0", Stream: "cam-1"},
+		{Model: "coco", Version: "2", Baseline: "0", Stream: "a b"},
+	} {
+		if _, err := s.DriftReference(ctx, bad); err == nil {
+			t.Errorf("key %+v accepted", bad)
+		}
+	}
+}
+
+func TestDriftBaselines(t *testing.T) {
+	since := time.UnixMilli(1764936000000).UTC()
+	cur := &Route{Model: "coco", Arms: []Arm{{"1", 100}}, DriftReference: map[string]time.Time{"1": since, "0": since}}
+	if cur.DriftBaseline("1") != "1764936000000" || cur.DriftBaseline("2") != "0" {
+		t.Fatalf("baselines %s %s", cur.DriftBaseline("1"), cur.DriftBaseline("2"))
+	}
+	next := &Route{Model: "coco", Arms: []Arm{{"1", 90}, {"2", 10}}}
+	next.KeepDriftReferences(cur)
+	if len(next.DriftReference) != 1 || !next.DriftReference["1"].Equal(since) {
+		t.Errorf("kept %v: want version 1's only (0 is no longer routed)", next.DriftReference)
+	}
+	bad := &Route{Model: "coco", Arms: []Arm{{"1", 100}}, DriftReference: map[string]time.Time{"../x": since}}
+	if bad.Validate() == nil {
+		t.Error("a drift reference version that breaks the grammar validated")
+	}
 }

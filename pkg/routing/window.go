@@ -12,19 +12,20 @@ import (
 )
 
 // Windowed statistics: besides the cumulative hash, every frame's figures go to the bucket of
-// its minute,
+// its 10 seconds,
 //
-//	<prefix>:wstats:<model>:<unix minute>   hash, expiring after the store's horizon
+//	<prefix>:wstats:<model>:<unix time / 10 s>   hash, expiring after the store's horizon
 //	  "<version>|<arm>|<counter>"            frames, errors, detections, score_sum, latency_ms_sum
 //	  "<version>|<arm>|lat|<i>"              frames whose latency falls in LatencyBoundsMS[i]
 //	  "<candidate>|<reference>|<arm>|agr|<counter>"   compared_frames, ref_boxes, ref_matched,
 //	                                                  cand_boxes, cand_matched
 //
-// so any window within the horizon is the sum of its minutes: reset-free by construction, and
+// so any window within the horizon is the sum of its buckets: reset-free by construction, and
 // a comparison is always between one candidate and one reference version.
 
-// Bucket is the width of a statistics bucket.
-const Bucket = time.Minute
+// Bucket is the width of a statistics bucket: a rollout step's window starts at most this long
+// before the step did. 10 s keep a day's horizon at 8,640 small hashes per model.
+const Bucket = 10 * time.Second
 
 // LatencyBoundsMS are the upper bounds of the latency histogram's buckets (ms); the last bucket
 // is everything above.
@@ -45,7 +46,7 @@ func (s *Store) bucketKey(model string, t time.Time) string {
 	return s.k("wstats", model, strconv.FormatInt(t.Unix()/int64(Bucket/time.Second), 10))
 }
 
-// recordWindow adds the frame to its minute's bucket (in the caller's pipeline).
+// recordWindow adds the frame to its bucket (in the caller's pipeline).
 func (s *Store) recordWindow(ctx context.Context, p redis.Pipeliner, model string, smp Sample, agr *Agreement) {
 	key := s.bucketKey(model, s.now())
 	addSample(ctx, p, key, smp, true)

@@ -244,10 +244,14 @@ type StatsRecorder interface {
 	Record(ctx context.Context, model string, s routing.Sample, a *routing.Agreement) error
 }
 
-// DriftRecorder keeps drift values for `detctl drift` (a routing.Store); optional on a
-// StatsRecorder.
+// DriftRecorder keeps drift values for `detctl drift` and the drift references every replica
+// compares with (a routing.Store); optional on a StatsRecorder.
 type DriftRecorder interface {
 	RecordDrift(ctx context.Context, model string, vs []drift.Value) error
+	// DriftReference reads a stored reference (nil when none is).
+	DriftReference(ctx context.Context, k drift.Key) (*drift.Reference, error)
+	// SaveDriftReference keeps r unless one is kept already, and returns the one kept.
+	SaveDriftReference(ctx context.Context, r drift.Reference) (drift.Reference, error)
 }
 
 // Detector serves frames with the engines a Resolver picks.
@@ -275,7 +279,7 @@ type statSample struct {
 	model string
 	s     routing.Sample
 	a     *routing.Agreement
-	drift []drift.Value // a closed drift window instead of a sample
+	drift drift.Result // drift work instead of a sample
 }
 
 // Options are what a Detector works with.
@@ -319,7 +323,7 @@ func New(o Options) (*Detector, error) {
 	d.agreement, err = m.Float64Histogram("streamdet_shadow_agreement", metric.WithDescription("share of primary boxes the shadow also found (IoU ≥ 0.5, same class), per frame"),
 		metric.WithExplicitBucketBoundaries(.1, .2, .3, .4, .5, .6, .7, .8, .9, .95, 1))
 	errs = append(errs, err)
-	gauge, err := m.Float64ObservableGauge("streamdet_drift", metric.WithDescription("population stability index of each feature's last window of frames against the first frames a version served, by model, version, stream (* for all) and feature"))
+	gauge, err := m.Float64ObservableGauge("streamdet_drift", metric.WithDescription("population stability index of each feature's last window of frames against the version's drift reference (its first frames after promotion), by model, version, stream (* for all) and feature"))
 	errs = append(errs, err)
 	if err == nil {
 		_, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
@@ -334,6 +338,32 @@ func New(o Options) (*Detector, error) {
 	return d, errors.Join(errs...)
 }
 
+// driftWork records closed drift windows, loads the stored references new series want and
+// keeps the references captured here (adopting the one kept, should another replica's be).
+func (d *Detector) driftWork(ctx context.Context, dr DriftRecorder, w drift.Result) {
+	if len(w.Values) > 0 {
+		dr.RecordDrift(ctx, w.Values[0].Model, w.Values)
+	}
+	for _, k := range w.Wanted {
+		ref, err := dr.DriftReference(ctx, k)
+		if err != nil {
+			d.stage.Tel.Logger.Warn("drift reference unreadable: capturing one", "model", k.Model, "version", k.Version, "stream", k.Stream, "err", err)
+		} else if ref != nil {
+			d.drift.Adopt(*ref)
+		}
+	}
+	for _, r := range w.Captured {
+		kept, err := dr.SaveDriftReference(ctx, r)
+		if err != nil {
+			d.stage.Tel.Logger.Warn("drift reference not kept", "model", r.Model, "version", r.Version, "stream", r.Stream, "err", err)
+			continue
+		}
+		if !kept.At.Equal(r.At) || kept.Frames != r.Frames {
+			d.drift.Adopt(kept)
+		}
+	}
+}
+
 // RunStats forwards samples to the recorder until ctx ends; samples are dropped, never waited
 // for, while the recorder (Redis) is unreachable.
 func (d *Detector) RunStats(ctx context.Context) {
@@ -346,9 +376,9 @@ func (d *Detector) RunStats(ctx context.Context) {
 				continue
 			}
 			rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-			if s.drift != nil {
+			if s.model == "" {
 				if dr, ok := d.recorder.(DriftRecorder); ok {
-					dr.RecordDrift(rctx, s.model, s.drift)
+					d.driftWork(rctx, dr, s.drift)
 				}
 			} else {
 				d.recorder.Record(rctx, s.model, s.s, s.a)
@@ -451,8 +481,14 @@ func (d *Detector) Handle(ctx context.Context, m kafka.Message) error {
 		}
 	}
 	d.record(statSample{model: primary.Model.Name, s: sample(primary, res), a: agr})
-	if vs := d.drift.Observe(primary.Model.Name, primary.Model.Version, ref.StreamID, res.Width, res.Height, res.Detections); vs != nil {
-		d.record(statSample{model: primary.Model.Name, drift: vs})
+	baseline := primary.DriftBaseline
+	if baseline == "" {
+		baseline = "0"
+	}
+	dr := d.drift.Observe(primary.Model.Name, primary.Model.Version, baseline, ref.StreamID,
+		drift.Frame{Width: res.Width, Height: res.Height, Brightness: res.Brightness, Detections: res.Detections})
+	if dr.Values != nil || dr.Wanted != nil || dr.Captured != nil {
+		d.record(statSample{drift: dr})
 	}
 	return nil
 }

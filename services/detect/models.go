@@ -21,6 +21,9 @@ type Served struct {
 	Eng   *engine.Engine
 	Model contract.Model
 	Arm   string
+	// DriftBaseline names the version's drift reference (routing.Route.DriftBaseline; "" is
+	// "0", its first frames served).
+	DriftBaseline string
 }
 
 // Resolver picks the engines for a frame: the routed one and, when sampled, a shadow.
@@ -271,7 +274,7 @@ func (m *Manager) Resolve(stream, frame string) (Served, *Served, error) {
 		return Served{}, nil, ErrNotRoutable
 	}
 	p := *m.ready[d.Version]
-	p.Arm = d.Arm
+	p.Arm, p.DriftBaseline = d.Arm, m.route.DriftBaseline(d.Version)
 	var sh *Served
 	if d.Shadow != "" {
 		s := *m.ready[d.Shadow]

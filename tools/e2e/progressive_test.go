@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -83,13 +84,30 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 	nano := filepath.Join(shared, "yolox_nano.onnx")
 	mustDetctl(t, env, "model", "push", "--name", model, "--version", "1", "--format", "yolox", "--names", names, nano)
 	mustDetctl(t, env, "model", "push", "--name", model, "--version", "2", "--format", "yolox", "--names", names, nano)
-	// The bad candidate: YOLOX's grid-encoded output read as YOLOv5's decoded boxes.
-	mustDetctl(t, env, "model", "push", "--name", model, "--version", "3", "--format", "yolov5", "--names", names, nano)
+	// The bad candidate: the same network with its class head rotated by one — the same boxes,
+	// scores and detections per frame, every class wrong. Only the agreement gate can see it.
+	nanoBytes, err := os.ReadFile(nano)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swappedBytes, err := swapClasses(nanoBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := filepath.Join(t.TempDir(), "yolox_nano_swapped.onnx")
+	if err := os.WriteFile(swapped, swappedBytes, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustDetctl(t, env, "model", "push", "--name", model, "--version", "3", "--format", "yolox", "--names", names, swapped)
 	mustDetctl(t, env, "route", "set", model, "--weights", "1=100")
 
 	startService(t, "ingest", append(env, "STREAMDET_INGEST_GROUP="+run+"-ingest", "STREAMDET_INGEST_EVENTS=false"))
-	startService(t, "detect", append(env, "STREAMDET_DETECT_GROUP="+run+"-detect", "STREAMDET_MODEL_NAME="+model,
-		"STREAMDET_UNLOAD_GRACE=5s", "STREAMDET_ROUTE_RESYNC=500ms", "STREAMDET_DRIFT_REFERENCE_FRAMES=20", "STREAMDET_DRIFT_WINDOW_FRAMES=20"))
+	detectEnv := append(env, "STREAMDET_DETECT_GROUP="+run+"-detect", "STREAMDET_MODEL_NAME="+model,
+		"STREAMDET_UNLOAD_GRACE=5s", "STREAMDET_ROUTE_RESYNC=500ms", "STREAMDET_DRIFT_REFERENCE_FRAMES=20", "STREAMDET_DRIFT_WINDOW_FRAMES=20")
+	detect := startService(t, "detect", detectEnv)
+	// The sink stores detections files: dataset export samples the drifting streams' frames.
+	sinkEnv := append(env, "STREAMDET_SINK_GROUP="+run+"-sink", "STREAMDET_DETECTIONS_BUCKET="+run+"-detections", "STREAMDET_SINK_FLUSH_INTERVAL=500ms")
+	startService(t, "sink", sinkEnv)
 	dets := follow(ctx, t, st.KafkaBrokers, run+".detections")
 	events := follow(ctx, t, st.KafkaBrokers, run+".rollouts")
 
@@ -190,7 +208,7 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 		c := startController(t, env, model)
 		r := waitState(c, routing.RolloutRolledBack, 3*time.Minute)
 		t.Logf("rolled back after %s: %s", time.Since(started).Round(time.Second), r.Reason)
-		if r.Step != 0 || !strings.Contains(r.Reason, "step 1") {
+		if r.Step != 0 || !strings.Contains(r.Reason, "step 1") || !strings.Contains(r.Reason, "agreement") {
 			t.Fatalf("rolled back at step %d: %s", r.Step+1, r.Reason)
 		}
 		last := r.History[len(r.History)-1]
@@ -219,55 +237,122 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 	})
 
 	// (4) Drift: two new streams show the photographs (their reference), then one of them grey,
-	// tiny frames: the drift of that stream only rises over 0.25.
-	t.Run("drift on the changed stream only", func(t *testing.T) {
-		stop()
-		var grey bytes.Buffer
-		img := image.NewGray(image.Rect(0, 0, 96, 64))
-		for i := range img.Pix {
-			img.Pix[i] = 128
-		}
-		jpeg.Encode(&grey, img, nil)
-		for i := 0; i < 40; i++ {
+	// tiny frames: the drift of that stream only rises over 0.25. The reference is version 2's
+	// frames since its promotion, kept in Redis: a restarted detect compares with it at once;
+	// detctl drift reset starts a new one.
+	var grey bytes.Buffer
+	img := image.NewGray(image.Rect(0, 0, 96, 64))
+	for i := range img.Pix {
+		img.Pix[i] = 128
+	}
+	jpeg.Encode(&grey, img, nil)
+	send := func(t *testing.T, tag string, n int, greyFrom map[string]int) {
+		for i := 0; i < n; i++ {
 			for _, stream := range []string{"drift-a", "drift-b"} {
 				frame := images[i%3]
-				if stream == "drift-a" && i >= 20 {
+				if from, ok := greyFrom[stream]; ok && i >= from {
 					frame = grey.Bytes()
 				}
 				if err := w.WriteMessages(ctx, kafka.Message{Key: []byte(stream), Value: frame,
-					Headers: []kafka.Header{{Key: "ce_id", Value: []byte(fmt.Sprintf("%s-%s-%d", run, stream, i))}}}); err != nil {
+					Headers: []kafka.Header{{Key: "ce_id", Value: []byte(fmt.Sprintf("%s-%s-%s-%d", run, tag, stream, i))}}}); err != nil {
 					t.Fatal(err)
 				}
 			}
 			time.Sleep(50 * time.Millisecond) // in order per stream
 		}
-		var vs []drift.Value
+	}
+	// newest waits for values of both streams computed after since on baseline, and returns
+	// each stream's largest PSI.
+	newest := func(t *testing.T, since time.Time, baseline string) (maxA, maxB float64) {
+		t.Helper()
 		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(time.Second) {
-			vs = nil
+			var vs []drift.Value
 			json.Unmarshal([]byte(mustDetctl(t, env, "drift", model, "--json")), &vs)
 			seen := map[string]bool{}
+			maxA, maxB = 0, 0
 			for _, v := range vs {
+				if v.At.Before(since) || v.Baseline != baseline || v.Version != "2" {
+					continue
+				}
 				seen[v.Stream] = true
+				switch v.Stream {
+				case "drift-a":
+					maxA = max(maxA, v.PSI)
+				case "drift-b":
+					maxB = max(maxB, v.PSI)
+				}
 			}
 			if seen["drift-a"] && seen["drift-b"] {
-				break
+				return maxA, maxB
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("no drift values for both streams: %+v", vs)
+				t.Fatalf("no drift values on baseline %s for both streams since %s: %+v", baseline, since.Format(time.RFC3339), vs)
 			}
 		}
-		maxA, maxB := 0.0, 0.0
-		for _, v := range vs {
-			switch v.Stream {
-			case "drift-a":
-				maxA = max(maxA, v.PSI)
-			case "drift-b":
-				maxB = max(maxB, v.PSI)
-			}
+	}
+	var baseline string
+	t.Run("drift on the changed stream only", func(t *testing.T) {
+		stop()
+		promotedAt := route().DriftReference["2"]
+		if promotedAt.IsZero() {
+			t.Fatalf("version 2 promoted without a drift reference: %+v", route())
 		}
+		baseline = strconv.FormatInt(promotedAt.UnixMilli(), 10)
+		began := time.Now()
+		send(t, "ref", 40, map[string]int{"drift-a": 20})
+		maxA, maxB := newest(t, began, baseline)
 		t.Logf("drift: changed stream max PSI %.2f, unchanged stream %.2f\n%s", maxA, maxB, mustDetctl(t, env, "drift", model, "--threshold", "0.25"))
 		if maxA <= 0.25 || maxB > 0.25 {
 			t.Fatalf("drift-a %.3f (want > 0.25), drift-b %.3f (want ≤ 0.25)", maxA, maxB)
+		}
+		// A sample of the drifting stream's stored frames, for relabelling: drift-a's only.
+		time.Sleep(3 * time.Second) // the sink's last flush
+		out := filepath.Join(t.TempDir(), "dataset")
+		mustDetctl(t, sinkEnv, "dataset", "export", "--model", model+"@2", "--drifting", "0.25", "--out", out, "pipeline:30")
+		files, _ := os.ReadDir(filepath.Join(out, "images"))
+		for _, f := range files {
+			if !strings.HasPrefix(f.Name(), "drift-a_") {
+				t.Errorf("dataset export --drifting 0.25 exported %s", f.Name())
+			}
+		}
+		if len(files) < 10 {
+			t.Errorf("dataset export --drifting 0.25: %d frames of drift-a, want ≥ 10", len(files))
+		}
+		// Kept in Redis for every replica and restart.
+		_, port, _ := strings.Cut(redisAddr, ":")
+		stored, _ := exec.Command("redis-cli", "-p", port, "--no-auth-warning", "-a", redisPW,
+			"hexists", "streamdet:driftref:v1:"+model+"|2|"+baseline, "drift-a").Output()
+		if strings.TrimSpace(string(stored)) != "1" {
+			t.Fatalf("no stored drift reference of drift-a on baseline %s: %q", baseline, stored)
+		}
+	})
+
+	t.Run("drift reference kept across a restart, recaptured after a reset", func(t *testing.T) {
+		// A new detect process compares its first window with the stored reference: 20 frames
+		// per stream give values at once (a capture of its own would need 40).
+		detect.kill()
+		detect = startService(t, "detect", detectEnv)
+		restarted := time.Now()
+		send(t, "restart", 20, map[string]int{"drift-a": 0})
+		maxA, maxB := newest(t, restarted, baseline)
+		t.Logf("after a restart: changed stream %.2f, unchanged stream %.2f", maxA, maxB)
+		if maxA <= 0.25 || maxB > 0.25 {
+			t.Fatalf("after a restart: drift-a %.3f (want > 0.25), drift-b %.3f (want ≤ 0.25)", maxA, maxB)
+		}
+		// Reset: the grey frames become drift-a's reference; more grey frames do not drift.
+		mustDetctl(t, env, "drift", "reset", model, "2")
+		reset := route().DriftReference["2"]
+		next := strconv.FormatInt(reset.UnixMilli(), 10)
+		if next == baseline {
+			t.Fatalf("drift reset kept the baseline %s", baseline)
+		}
+		time.Sleep(2 * time.Second) // detect resyncs its route every 500 ms
+		began := time.Now()
+		send(t, "reset", 40, map[string]int{"drift-a": 0})
+		maxA, maxB = newest(t, began, next)
+		t.Logf("after a reset: drift-a %.2f, drift-b %.2f", maxA, maxB)
+		if maxA > 0.1 || maxB > 0.25 {
+			t.Fatalf("after a reset: drift-a %.3f, drift-b %.3f (want grey against grey ≤ 0.1)", maxA, maxB)
 		}
 	})
 }

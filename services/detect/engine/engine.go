@@ -151,8 +151,10 @@ type Timing struct {
 type Result struct {
 	Width, Height int // of the original frame
 	Format        imaging.Format
-	Detections    []contract.Detection
-	Timing        Timing
+	// Brightness is the decoded frame's mean luma, 0–255 (imaging.RGB.Brightness).
+	Brightness float64
+	Detections []contract.Detection
+	Timing     Timing
 }
 
 // Engine runs one model. It is safe for concurrent use; Close it to free the sessions.
@@ -414,6 +416,7 @@ type prepared struct {
 	decW    int // decoded width (smaller than cfg.Width when DCT-scaled)
 	lb      letterbox
 	decoded time.Time
+	bright  float64
 }
 
 func (e *Engine) prepare(w *worker, frame []byte, dst []float32) (prepared, error) {
@@ -429,7 +432,7 @@ func (e *Engine) prepare(w *worker, frame []byte, dst []float32) (prepared, erro
 	decoded := time.Now()
 	lb := geometry(e.fam, cfg.Width, cfg.Height, inW, inH)
 	w.pre.run(e.fam, img, lb, inW, inH, dst)
-	return prepared{cfg: cfg, decW: img.Width, lb: lb, decoded: decoded}, nil
+	return prepared{cfg: cfg, decW: img.Width, lb: lb, decoded: decoded, bright: img.Brightness()}, nil
 }
 
 // infer runs the session on the first n images of in and returns the output data, its shape
@@ -462,7 +465,7 @@ func (e *Engine) post(w *worker, pr prepared, out []float32, dims []int64) Resul
 		w.cands = w.cands[:e.cfg.MaxDetections]
 	}
 	return Result{
-		Width: pr.cfg.Width, Height: pr.cfg.Height, Format: pr.cfg.Format,
+		Width: pr.cfg.Width, Height: pr.cfg.Height, Format: pr.cfg.Format, Brightness: pr.bright,
 		Detections: finish(w.cands, pr.lb, pr.cfg.Width, pr.cfg.Height, e.info.Names),
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/streamdet/streamdet/pkg/testenv"
-	og "github.com/streamdet/streamdet/services/detect/engine/internal/onnxgraph"
+	og "github.com/streamdet/streamdet/services/detect/engine/onnxgraph"
 )
 
 func sharedModel(t testing.TB, name string) []byte {

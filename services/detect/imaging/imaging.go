@@ -46,6 +46,25 @@ type RGB struct {
 	Pix                   []byte
 }
 
+// Brightness is the image's mean luma (Rec. 601, 0–255), sampled on a grid of about 64×64
+// pixels: cheap enough for every frame, exact enough for a drift histogram.
+func (m RGB) Brightness() float64 {
+	if m.Width <= 0 || m.Height <= 0 {
+		return 0
+	}
+	sx, sy := max(1, m.Width/64), max(1, m.Height/64)
+	var sum, n float64
+	for y := sy / 2; y < m.Height; y += sy {
+		row := m.Pix[y*m.Stride:]
+		for x := sx / 2; x < m.Width; x += sx {
+			p := row[3*x : 3*x+3]
+			sum += 0.299*float64(p[0]) + 0.587*float64(p[1]) + 0.114*float64(p[2])
+			n++
+		}
+	}
+	return sum / n
+}
+
 // Decoder decodes frames into a reused buffer. A Decoder is not safe for concurrent use; give
 // each worker its own.
 type Decoder struct {

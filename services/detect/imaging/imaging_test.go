@@ -6,6 +6,7 @@ import (
 	"image"
 	"image/color"
 	"image/png"
+	"math"
 	"testing"
 )
 
@@ -123,4 +124,22 @@ func abs(x int) int {
 		return -x
 	}
 	return x
+}
+
+func TestBrightness(t *testing.T) {
+	for _, c := range []struct {
+		r, g, b byte
+		want    float64
+	}{{0, 0, 0, 0}, {255, 255, 255, 255}, {128, 128, 128, 128}, {255, 0, 0, 0.299 * 255}, {0, 0, 255, 0.114 * 255}} {
+		m := RGB{Width: 300, Height: 7, Stride: 900, Pix: make([]byte, 900*7)}
+		for i := 0; i < len(m.Pix); i += 3 {
+			m.Pix[i], m.Pix[i+1], m.Pix[i+2] = c.r, c.g, c.b
+		}
+		if got := m.Brightness(); math.Abs(got-c.want) > 1e-9 {
+			t.Errorf("(%d,%d,%d): %v, want %v", c.r, c.g, c.b, got, c.want)
+		}
+	}
+	if (RGB{}).Brightness() != 0 {
+		t.Error("empty image")
+	}
 }

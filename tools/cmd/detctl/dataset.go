@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/streamdet/streamdet/pkg/drift"
 	"github.com/streamdet/streamdet/services/detect/engine"
 	"github.com/streamdet/streamdet/tools/eval"
 )
@@ -41,6 +42,8 @@ func runDatasetExport(ctx context.Context, args []string, stdout, stderr io.Writ
 	names := fs.String("names", "", "class names file for a teacher without names")
 	format := fs.String("format", "auto", "the teacher file's format when not given with ,format=")
 	fps := fs.Float64("fps", 2, "frames per second sampled from videos")
+	drifting := fs.Float64("drifting", 0, "pipeline:N samples only streams whose drift (PSI, any feature) is at least this, e.g. 0.25")
+	driftModel := fs.String("drift-model", "", "the model whose drift --drifting reads (default: the teacher's NAME of NAME@VERSION)")
 	paths, err := parse(fs, args)
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -88,7 +91,21 @@ func runDatasetExport(ctx context.Context, args []string, stdout, stderr io.Writ
 		}
 		index[c] = i
 	}
-	frames, err := evalFrames(ctx, paths, *fps)
+	var streams map[string]bool
+	if *drifting > 0 {
+		name := *driftModel
+		if name == "" {
+			name, _, _ = strings.Cut(*model, "@")
+			if !strings.Contains(*model, "@") {
+				return fail(errors.New("--drifting with a teacher file: give --drift-model NAME"))
+			}
+		}
+		if streams, err = driftingStreams(ctx, name, *drifting); err != nil {
+			return fail(err)
+		}
+		fmt.Fprintf(stderr, "detctl dataset export: %d streams of %s drift ≥ %g: %s\n", len(streams), name, *drifting, strings.Join(sortedKeys(streams), ", "))
+	}
+	frames, err := evalFramesOf(ctx, paths, *fps, streams)
 	if err != nil {
 		return fail(err)
 	}
@@ -196,4 +213,34 @@ func clampBox(b [4]float32, w, h int) [4]float32 {
 func yamlQuote(s string) string {
 	q, _ := json.Marshal(s) // a JSON string is a valid YAML double-quoted scalar
 	return string(q)
+}
+
+// driftingStreams reads a model's latest drift values and returns the streams (not "*") whose
+// PSI on some feature, for any version, is at least threshold.
+func driftingStreams(ctx context.Context, model string, threshold float64) (map[string]bool, error) {
+	c, err := connect(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	defer c.routes.Close()
+	vs, err := c.routes.ReadDrift(ctx, model)
+	if err != nil {
+		return nil, fmt.Errorf("drift of %s: %w", model, err)
+	}
+	out := drifted(vs, threshold)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no stream of %s drifts by %g or more (detctl drift %s)", model, threshold, model)
+	}
+	return out, nil
+}
+
+// drifted are the streams (not "*") with a PSI of at least threshold.
+func drifted(vs []drift.Value, threshold float64) map[string]bool {
+	out := map[string]bool{}
+	for _, v := range vs {
+		if v.Stream != "*" && v.PSI >= threshold {
+			out[v.Stream] = true
+		}
+	}
+	return out
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/drift"
 	"github.com/streamdet/streamdet/pkg/testenv"
 	"github.com/streamdet/streamdet/tools/eval"
 )
@@ -197,4 +198,16 @@ func sortBoxes(bs []box) {
 		}
 		return bs[i].b[0] < bs[j].b[0]
 	})
+}
+
+func TestDrifted(t *testing.T) {
+	got := drifted([]drift.Value{
+		{Version: "1", Stream: "cam-1", Feature: "class", PSI: 0.4},
+		{Version: "2", Stream: "cam-2", Feature: "brightness", PSI: 0.25},
+		{Version: "1", Stream: "cam-3", Feature: "boxes", PSI: 0.1},
+		{Version: "1", Stream: "*", Feature: "boxes", PSI: 0.9},
+	}, 0.25)
+	if strings.Join(sortedKeys(got), ",") != "cam-1,cam-2" {
+		t.Errorf("drifted %v", got)
+	}
 }

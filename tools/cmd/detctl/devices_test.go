@@ -71,9 +71,10 @@ func TestParseSteps(t *testing.T) {
 func TestPrintDrift(t *testing.T) {
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	var out bytes.Buffer
-	printDrift(&out, []drift.Value{{Version: "1", Stream: "cam-3", Feature: "boxes", PSI: 2.4, Frames: 100, At: now.Add(-time.Minute)},
-		{Version: "1", Stream: "*", Feature: "score", PSI: 0.12, Frames: 100, At: now}}, now)
-	if s := out.String(); !strings.Contains(s, "cam-3   boxes    2.400  significant  100     1m0s") || !strings.Contains(s, "moderate") {
+	printDrift(&out, []drift.Value{{Version: "1", Stream: "cam-3", Feature: "boxes", PSI: 2.4, Frames: 100, At: now.Add(-time.Minute), Baseline: "1764590400000"},
+		{Version: "1", Stream: "*", Feature: "score", PSI: 0.12, Frames: 100, At: now, Baseline: "0"}}, now)
+	if s := out.String(); !strings.Contains(s, "cam-3   boxes    2.400  significant  100     1m0s  since 2025-12-01T12:00:00Z") ||
+		!strings.Contains(s, "moderate") || !strings.Contains(s, "first frames served") {
 		t.Fatalf("table:\n%s", s)
 	}
 }

@@ -162,10 +162,15 @@ func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 // evalFrames reads images and folders, samples videos at fps, and samples the pipeline's own
 // stored frames for "pipeline:N".
 func evalFrames(ctx context.Context, paths []string, fps float64) ([]frame, error) {
+	return evalFramesOf(ctx, paths, fps, nil)
+}
+
+// evalFramesOf is evalFrames with the pipeline's frames taken from streams only (nil: all).
+func evalFramesOf(ctx context.Context, paths []string, fps float64, streams map[string]bool) ([]frame, error) {
 	var out []frame
 	for _, p := range paths {
 		if strings.HasPrefix(p, pipelinePrefix) {
-			fr, err := pipelineSource(ctx, p)
+			fr, err := pipelineSource(ctx, p, streams)
 			if err != nil {
 				return nil, err
 			}

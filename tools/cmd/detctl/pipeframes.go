@@ -34,8 +34,9 @@ const (
 )
 
 // pipelineSource parses "pipeline:N" and samples N frames with the environment's object store
-// (STREAMDET_MINIO_*, STREAMDET_DETECTIONS_BUCKET, STREAMDET_FRAMES_BUCKET).
-func pipelineSource(ctx context.Context, spec string) ([]frame, error) {
+// (STREAMDET_MINIO_*, STREAMDET_DETECTIONS_BUCKET, STREAMDET_FRAMES_BUCKET), of streams only
+// (nil: every stream).
+func pipelineSource(ctx context.Context, spec string, streams map[string]bool) ([]frame, error) {
 	n, err := strconv.Atoi(strings.TrimPrefix(spec, pipelinePrefix))
 	if err != nil || n < 1 || n > 100000 {
 		return nil, fmt.Errorf("%q: want pipeline:N, N in [1, 100000] frames", spec)
@@ -50,15 +51,15 @@ func pipelineSource(ctx context.Context, spec string) ([]frame, error) {
 	if err != nil {
 		return nil, err
 	}
-	return pipelineFrames(ctx, st, det, fr, n)
+	return pipelineFrames(ctx, st, det, fr, n, streams)
 }
 
 // pipelineFrames samples n distinct frames the pipeline has stored, spread across streams and
 // time: the sink's detections files (dt=<date>/stream=<id>/…ndjson) are grouped by date and
 // stream, and the groups give one frame each in turn. Every frame reference is checked as
 // hostile input (contract.ValidateFrameRef: only the frames bucket, only the content-addressed
-// key) and every frame against its sha256.
-func pipelineFrames(ctx context.Context, st frameStore, detBucket, framesBucket string, n int) ([]frame, error) {
+// key) and every frame against its sha256. With streams, only those streams' files are read.
+func pipelineFrames(ctx context.Context, st frameStore, detBucket, framesBucket string, n int, streams map[string]bool) ([]frame, error) {
 	keys, err := st.List(ctx, detBucket, "dt=")
 	if err != nil {
 		return nil, fmt.Errorf("listing %s: %w", detBucket, err)
@@ -67,6 +68,9 @@ func pipelineFrames(ctx context.Context, st frameStore, detBucket, framesBucket 
 	for _, k := range keys {
 		parts := strings.SplitN(k, "/", 3)
 		if len(parts) != 3 || !strings.HasPrefix(parts[1], "stream=") || !strings.HasSuffix(k, ".ndjson") {
+			continue
+		}
+		if streams != nil && !streams[strings.TrimPrefix(parts[1], "stream=")] {
 			continue
 		}
 		g := parts[0] + "/" + parts[1]
@@ -98,7 +102,7 @@ func pipelineFrames(ctx context.Context, st frameStore, detBucket, framesBucket 
 			sc.Buffer(nil, 4<<20)
 			for sc.Scan() {
 				var d contract.Detections
-				if json.Unmarshal(sc.Bytes(), &d) == nil && contract.ValidateFrameRef(d.Frame, framesBucket) == nil {
+				if json.Unmarshal(sc.Bytes(), &d) == nil && contract.ValidateFrameRef(d.Frame, framesBucket) == nil && (streams == nil || streams[d.Frame.StreamID]) {
 					c.refs = append(c.refs, d.Frame)
 				}
 			}

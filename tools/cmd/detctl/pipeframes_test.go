@@ -51,7 +51,7 @@ func TestPipelineFrames(t *testing.T) {
 	file("dt=2026-12-01/stream=cam-c/p002-00000000000000000001.ndjson", ref("cam-c", 1), ref("cam-c", 2))
 	file("_streamdet/journal.ndjson", ref("cam-z", 1)) // not a detections file
 
-	got, err := pipelineFrames(ctx, st, "detections", "frames", 5)
+	got, err := pipelineFrames(ctx, st, "detections", "frames", 5, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,21 +63,30 @@ func TestPipelineFrames(t *testing.T) {
 	if want := "cam-a_f1.jpg cam-b_f1.jpg cam-a_f3.jpg cam-c_f1.jpg cam-a_f2.jpg"; strings.Join(names, " ") != want {
 		t.Errorf("sampled %v, want %s", names, want)
 	}
-	all, err := pipelineFrames(ctx, st, "detections", "frames", 100)
+	all, err := pipelineFrames(ctx, st, "detections", "frames", 100, nil)
 	if err != nil || len(all) != 6 {
 		t.Errorf("all frames: %d, %v; want 6 (each once, none from another bucket)", len(all), err)
+	}
+	// Only the streams asked for (the drifting ones).
+	some, err := pipelineFrames(ctx, st, "detections", "frames", 100, map[string]bool{"cam-c": true, "cam-b": true})
+	names = nil
+	for _, f := range some {
+		names = append(names, f.name)
+	}
+	if err != nil || strings.Join(names, " ") != "cam-b_f1.jpg cam-c_f1.jpg cam-c_f2.jpg" {
+		t.Errorf("frames of cam-b and cam-c: %v, %v", names, err)
 	}
 	// A frame changed in the bucket: refused.
 	if err := st.Put(ctx, "frames", a1.Key, []byte("tampered"), "image/jpeg"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := pipelineFrames(ctx, st, "detections", "frames", 1); err == nil || !strings.Contains(err.Error(), "sha256") {
+	if _, err := pipelineFrames(ctx, st, "detections", "frames", 1, nil); err == nil || !strings.Contains(err.Error(), "sha256") {
 		t.Errorf("tampered frame: %v", err)
 	}
-	if _, err := pipelineFrames(ctx, st, "frames", "frames", 1); err == nil {
+	if _, err := pipelineFrames(ctx, st, "frames", "frames", 1, nil); err == nil {
 		t.Error("a bucket without detections files gave frames")
 	}
-	if _, err := pipelineSource(ctx, "pipeline:0"); err == nil {
+	if _, err := pipelineSource(ctx, "pipeline:0", nil); err == nil {
 		t.Error("pipeline:0 accepted")
 	}
 }

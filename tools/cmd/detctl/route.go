@@ -86,7 +86,12 @@ func runRouteSet(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		r.Sticky = &f
 	}
 	r.Compare = *compare
-	return withClients(ctx, "route set", true, stderr, func(c *clients) error { return storeRoute(ctx, c, r, stdout) })
+	return withClients(ctx, "route set", true, stderr, func(c *clients) error {
+		if cur, err := c.routes.Get(ctx, r.Model); err == nil {
+			r.KeepDriftReferences(cur) // new weights do not restart a version's drift reference
+		}
+		return storeRoute(ctx, c, r, stdout)
+	})
 }
 
 // storeRoute checks the route and that every version it names exists in the registry, then
@@ -183,7 +188,7 @@ func runRoutePromote(ctx context.Context, args []string, stdout, stderr io.Write
 func promoted(cur *routing.Route, version string, keep time.Duration) *routing.Route {
 	pos := []string{cur.Model, version}
 	r := &routing.Route{Model: pos[0], Arms: []routing.Arm{{Version: pos[1], Weight: 100}}, Pins: cur.Pins, Sticky: cur.Sticky,
-		Warm: map[string]time.Time{}}
+		Warm: map[string]time.Time{}, DriftReference: map[string]time.Time{version: time.Now().UTC()}}
 	if cur.Shadow != nil && cur.Shadow.Version != pos[1] {
 		r.Shadow = cur.Shadow
 	}
@@ -218,7 +223,7 @@ func runRouteRollback(ctx context.Context, args []string, stdout, stderr io.Writ
 func runRouteStats(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("route stats", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	since := fs.Duration("since", 0, "only the last DURATION (per-minute buckets, within the statistics horizon, 24h by default); 0: everything since the versions were first served")
+	since := fs.Duration("since", 0, "only the last DURATION (10-second buckets, within the statistics horizon, 24h by default); 0: everything since the versions were first served")
 	pos, err := parse(fs, args)
 	if err != nil || len(pos) != 1 || *since < 0 {
 		fmt.Fprintln(stderr, "usage: detctl route stats NAME [--since 15m] [--json]")

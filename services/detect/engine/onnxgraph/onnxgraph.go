@@ -1,8 +1,9 @@
 // Package onnxgraph writes and edits ONNX models at the protobuf level, for tests that need
-// models of a given layout: a tiny model built from a few operators, or an existing model with
-// operators appended to its graph (for example the shared YOLOv8 model wrapped so that its
-// output takes the YOLOv5 or the end-to-end layout). Only the fields those uses need are
-// written; everything else in an edited model is kept byte for byte.
+// models of a given layout or behaviour: a tiny model built from a few operators, or an existing
+// model with operators appended to its graph (for example the shared YOLOv8 model wrapped so
+// that its output takes the YOLOv5 or the end-to-end layout, or YOLOX with its classes rotated
+// as the end-to-end tests' bad candidate). Only the fields those uses need are written;
+// everything else in an edited model is kept byte for byte.
 package onnxgraph
 
 import (
