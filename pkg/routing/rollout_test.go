@@ -19,13 +19,7 @@ type rolloutRig struct {
 }
 
 func newRolloutRig(t *testing.T) *rolloutRig {
-	mr := miniredis.RunT(t)
-	mr.RequireAuth("pw-0123456789")
-	base, err := NewStore(RedisConfig{Addr: mr.Addr(), Password: "pw-0123456789", KeyPrefix: "sd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { base.Close() })
+	base, mr := testStore(t)
 	r := &rolloutRig{t: t, mr: mr, now: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	r.s = base.WithClock(func() time.Time { return r.now })
 	if err := r.s.Set(context.Background(), &Route{Model: "m", Arms: []Arm{{"1", 100}}, Pins: map[string]string{"cam-9": "1"}}); err != nil {

@@ -90,13 +90,7 @@ func TestInvalidRouteIgnored(t *testing.T) {
 // capture came second; what is stored is checked (another key's reference, bad JSON, a size
 // over the limit) before use; identifiers and baselines are checked before they name a key.
 func TestDriftReferenceStore(t *testing.T) {
-	mr := miniredis.RunT(t)
-	mr.RequireAuth("pw-0123456789")
-	s, err := NewStore(RedisConfig{Addr: mr.Addr(), Password: "pw-0123456789", KeyPrefix: "sd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, mr := testStore(t)
 	ctx := context.Background()
 	capture := func(brightness float64) drift.Reference {
 		tr := drift.NewTracker(drift.Config{ReferenceFrames: 10, WindowFrames: 10})
@@ -175,4 +169,17 @@ func TestDriftBaselines(t *testing.T) {
 	if bad.Validate() == nil {
 		t.Error("a drift reference version that breaks the grammar validated")
 	}
+}
+
+// testStore is a Store (prefix "sd") on a miniredis that requires a password.
+func testStore(t *testing.T) (*Store, *miniredis.Miniredis) {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	mr.RequireAuth("pw-0123456789")
+	s, err := NewStore(RedisConfig{Addr: mr.Addr(), Password: "pw-0123456789", KeyPrefix: "sd"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, mr
 }

@@ -108,13 +108,7 @@ func TestWilson(t *testing.T) {
 }
 
 func TestDriftStore(t *testing.T) {
-	mr := miniredis.RunT(t)
-	mr.RequireAuth("pw-0123456789")
-	s, err := NewStore(RedisConfig{Addr: mr.Addr(), Password: "pw-0123456789", KeyPrefix: "sd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s, mr := testStore(t)
 	ctx := context.Background()
 	s.RecordDrift(ctx, "m", []drift.Value{{Model: "m", Version: "1", Stream: "a", Feature: "boxes", PSI: 0.1}, {Model: "m", Version: "1", Stream: "b", Feature: "boxes", PSI: 1.2}})
 	s.RecordDrift(ctx, "m", []drift.Value{{Model: "m", Version: "1", Stream: "a", Feature: "boxes", PSI: 0.5}}) // latest wins
