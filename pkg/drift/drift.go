@@ -250,8 +250,8 @@ func (t *Tracker) Observe(model, version, baseline, stream string, f Frame) Resu
 }
 
 // Adopt installs a reference from storage in its series, if that series is still tracked on
-// the same baseline: its own capture, complete or not, is replaced (the current window is
-// kept). It reports whether it did.
+// the same baseline: its own capture, complete or not, is replaced (the frames of an
+// incomplete one join the current window). It reports whether it did.
 func (t *Tracker) Adopt(r Reference) bool {
 	if r.Validate() != nil {
 		return false
@@ -262,11 +262,24 @@ func (t *Tracker) Adopt(r Reference) bool {
 	if s == nil || s.baseline != r.Baseline {
 		return false
 	}
+	if s.refN < t.cfg.ReferenceFrames {
+		// Frames taken into an own capture before the stored reference arrived are compared
+		// with it, not lost: they start the current window.
+		for f, h := range s.ref {
+			if s.cur[f] == nil {
+				s.cur[f] = make(hist, len(h))
+			}
+			for i, c := range h {
+				s.cur[f][i] += c
+			}
+		}
+		s.curN += s.refN
+	}
 	s.ref = map[string]hist{}
 	for f, h := range r.Hist {
 		s.ref[f] = append(hist(nil), h...)
 	}
-	s.refN = max(s.refN, t.cfg.ReferenceFrames)
+	s.refN = t.cfg.ReferenceFrames
 	return true
 }
 

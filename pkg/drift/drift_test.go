@@ -121,6 +121,21 @@ func TestTrackerReferences(t *testing.T) {
 	if tr.Adopt(other) || tr.Adopt(bad) {
 		t.Error("adopted a reference of another baseline or a malformed one")
 	}
+	// A restarted tracker: the stored reference arrives after its first frames, which count in
+	// its first window (10 frames give a value).
+	restarted := NewTracker(Config{ReferenceFrames: 10, WindowFrames: 10})
+	restarted.Observe("m", "1", "0", "cam", bright)
+	restarted.Observe("m", "1", "0", "cam", bright)
+	if !restarted.Adopt(stored) {
+		t.Fatal("not adopted by the restarted tracker")
+	}
+	var first []Value
+	for i := 0; i < 8; i++ {
+		first = append(first, restarted.Observe("m", "1", "0", "cam", bright).Values...)
+	}
+	if len(first) != len(Features) || first[0].Frames != 10 {
+		t.Errorf("restarted: %d values after 10 frames (%+v), want one window of 10", len(first), first)
+	}
 	// Promotion: a new baseline starts the series again and asks for its reference.
 	r = tr.Observe("m", "1", "1764936000000", "cam", bright)
 	if len(r.Wanted) != 2 || r.Wanted[0].Baseline != "1764936000000" {
