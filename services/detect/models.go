@@ -61,6 +61,7 @@ type Manager struct {
 
 	mu      sync.RWMutex
 	route   *routing.Route
+	drift   map[string]string // version → its drift baseline in route (computed once per route)
 	ready   map[string]*Served
 	busy    map[string]bool  // loading
 	failed  map[string]error // by version, until the route's next revision
@@ -146,6 +147,10 @@ func (m *Manager) Run(ctx context.Context) error {
 func (m *Manager) apply(r *routing.Route) {
 	m.mu.Lock()
 	m.route = r
+	m.drift = map[string]string{}
+	for v := range r.DriftReference {
+		m.drift[v] = r.DriftBaseline(v)
+	}
 	if r.Revision != m.lastRev {
 		m.lastRev = r.Revision
 		m.failed = map[string]error{} // a new revision retries versions that failed
@@ -274,7 +279,7 @@ func (m *Manager) Resolve(stream, frame string) (Served, *Served, error) {
 		return Served{}, nil, ErrNotRoutable
 	}
 	p := *m.ready[d.Version]
-	p.Arm, p.DriftBaseline = d.Arm, m.route.DriftBaseline(d.Version)
+	p.Arm, p.DriftBaseline = d.Arm, m.drift[d.Version] // "" (no reference start): "0"
 	var sh *Served
 	if d.Shadow != "" {
 		s := *m.ready[d.Shadow]

@@ -5,6 +5,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,6 +69,25 @@ func TestIntegrationOptimize(t *testing.T) {
 	}
 	if show := mustDetctl(t, env, "model", "show", model, "1"); !strings.Contains(show, `"report"`) || !strings.Contains(show, `"latency_p50_ms"`) {
 		t.Errorf("model show of version 1 after eval --save:\n%s", show)
+	}
+
+	// Percentile calibration in bounded memory: ONNX Runtime's histogram calibrator keeps every
+	// activation of every frame (64 frames of YOLOX-Nano: about 8 GB); detctl's tool runs it on
+	// chunks of 8 frames.
+	pct := filepath.Join(t.TempDir(), "pct.onnx")
+	out = mustDetctl(t, env, "optimize", "--model", filepath.Join(shared, "yolox_nano.onnx")+",format=yolox", "--names", filepath.Join(shared, "coco.names"),
+		"--method", "int8-static", "--calibrate", "percentile", "--augment", "--calib-frames", "64", "--holdout", "6",
+		"--min-agreement", "0", "--min-speedup", "0", "--out", pct, images)
+	var rep struct {
+		Params map[string]any `json:"params"`
+		Peak   int64          `json:"tool_peak_rss_bytes"`
+	}
+	if b, err := os.ReadFile(strings.TrimSuffix(pct, ".onnx") + ".report.json"); err != nil || json.Unmarshal(b, &rep) != nil {
+		t.Fatalf("percentile report: %v\n%s", err, out)
+	}
+	t.Logf("percentile calibration on 64 frames: tool peak RSS %d MiB", rep.Peak>>20)
+	if rep.Params["calibrate"] != "percentile" || rep.Peak <= 0 || rep.Peak > 3<<30 {
+		t.Errorf("percentile calibration: params %v, tool peak RSS %d MiB (want under 3 GiB)", rep.Params, rep.Peak>>20)
 	}
 
 	// A gate that cannot pass: nothing pushed, non-zero exit, the failed gate named.

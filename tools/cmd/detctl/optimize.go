@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	xdraw "golang.org/x/image/draw"
@@ -62,9 +63,12 @@ type optimizeReport struct {
 	ParentBytes int                   `json:"parent_size_bytes"`
 	ChildBytes  int                   `json:"size_bytes"`
 	Threads     int                   `json:"intra_op_threads"`
-	Gates       map[string]float64    `json:"gates"`
-	Failed      []string              `json:"failed_gates,omitempty"`
-	Created     time.Time             `json:"created"`
+	// ToolPeakRSS is the optimisation tool's peak resident memory (calibration keeps
+	// activations in memory: bounded by chunks, see optimize.py).
+	ToolPeakRSS int64              `json:"tool_peak_rss_bytes"`
+	Gates       map[string]float64 `json:"gates"`
+	Failed      []string           `json:"failed_gates,omitempty"`
+	Created     time.Time          `json:"created"`
 }
 
 func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -82,6 +86,7 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	method := fs.String("method", "int8-static", "int8-static, int8-dynamic, fp16 or graph")
 	calibrate := fs.String("calibrate", "minmax", "int8-static calibration: minmax, entropy or percentile")
 	perTensor := fs.Bool("per-tensor", false, "int8-static: one scale per weight tensor instead of per channel")
+	quantFormat := fs.String("quant-format", "qdq", "int8-static: qdq (QuantizeLinear/DequantizeLinear pairs that ONNX Runtime fuses) or qoperator (QLinearConv, QLinearSigmoid, ... operators)")
 	floatNodes := fs.String("float-nodes", "", "int8-static: node name prefixes kept in float (comma-separated), e.g. the layers quantization hurts most")
 	calibN := fs.Int("calib-frames", 200, "frames to calibrate on")
 	holdoutN := fs.Int("holdout", 60, "held-out frames to evaluate on (never calibrated on)")
@@ -108,6 +113,9 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	case *model == "" || len(paths) == 0 || !optimizeMethods[*method] || *calibN < 1 || *calibN > 10000 || *holdoutN < 1 || *holdoutN > 10000 ||
 		*minAgree < 0 || *minAgree > 1 || *minSpeed < 0 || *threads < 1 || *fps <= 0:
 		fs.Usage()
+		return 2
+	case *quantFormat != "qdq" && *quantFormat != "qoperator":
+		fmt.Fprintf(stderr, "detctl optimize: --quant-format %q: want qdq or qoperator\n", *quantFormat)
 		return 2
 	case *calibrate != "minmax" && *calibrate != "entropy" && *calibrate != "percentile":
 		fmt.Fprintf(stderr, "detctl optimize: --calibrate %q: want minmax, entropy or percentile\n", *calibrate)
@@ -184,7 +192,7 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	pyArgs := []string{script, "--method", *method, "--input", in, "--output", outPath}
 	if *method == "int8-static" {
-		pyArgs = append(pyArgs, "--calib", filepath.Join(tmp, "calib"), "--calibrate", *calibrate)
+		pyArgs = append(pyArgs, "--calib", filepath.Join(tmp, "calib"), "--calibrate", *calibrate, "--quant-format", *quantFormat)
 		if *perTensor {
 			pyArgs = append(pyArgs, "--per-tensor")
 		}
@@ -198,6 +206,10 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	cmd.Stdout, cmd.Stderr = &pyOut, &pyErr
 	if err := cmd.Run(); err != nil {
 		return fail(fmt.Errorf("%s: %v\n%s", *method, err, tail(pyErr.String(), 2000)))
+	}
+	var peak int64
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		peak = ru.Maxrss * 1024 // kilobytes on Linux
 	}
 	var tool struct {
 		Params map[string]any    `json:"params"`
@@ -222,6 +234,7 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	rep.Parent, rep.Method, rep.Params, rep.Tools, rep.Calibration = *model, *method, tool.Params, tool.Tools, calibration
 	rep.ParentBytes, rep.ChildBytes, rep.Threads, rep.Created = len(parentData), len(childData), *threads, time.Now().UTC()
+	rep.ToolPeakRSS = peak
 	rep.Gates = map[string]float64{"min_agreement": *minAgree, "min_speedup": *minSpeed}
 	if rep.F1 < *minAgree {
 		rep.Failed = append(rep.Failed, fmt.Sprintf("agreement F1 %.3f < --min-agreement %.3f", rep.F1, *minAgree))

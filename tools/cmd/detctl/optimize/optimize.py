@@ -22,6 +22,7 @@ import numpy as np
 import onnx
 import onnx.version_converter
 import onnxruntime
+from onnxruntime.quantization.calibrate import HistogramCalibrater
 from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                       quantize_dynamic, quantize_static)
 from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -76,6 +77,40 @@ def head_tail(model):
     return sorted(tail)
 
 
+# Calibration memory. ONNX Runtime's histogram calibrator (entropy, percentile) keeps every
+# activation of every calibration frame before it builds its histograms (onnxruntime#10503; the
+# fix, #14183, was never merged): 200 frames of YOLOX-Nano at 416 need over 24 GB and are killed.
+# Its own collect_data is run here on chunks of CHUNK frames instead — the histograms merge
+# across calls — so memory is bounded by a chunk; min-max gets the same bound from its
+# CalibMaxIntermediateOutputs option.
+CHUNK = 8
+_collect_all = HistogramCalibrater.collect_data
+
+
+class _Frames(CalibrationDataReader):
+    def __init__(self, items):
+        self.items = iter(items)
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def _collect_in_chunks(self, data_reader):
+    while True:
+        items = []
+        while len(items) < CHUNK:
+            x = data_reader.get_next()
+            if not x:
+                break
+            items.append(x)
+        if not items:
+            return
+        _collect_all(self, _Frames(items))
+
+
+HistogramCalibrater.collect_data = _collect_in_chunks
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--method", required=True, choices=["int8-static", "int8-dynamic", "fp16", "graph"])
@@ -84,6 +119,7 @@ def main():
     ap.add_argument("--calib")
     ap.add_argument("--calibrate", default="minmax", choices=["minmax", "entropy", "percentile"])
     ap.add_argument("--per-tensor", action="store_true")
+    ap.add_argument("--quant-format", default="qdq", choices=["qdq", "qoperator"])
     ap.add_argument("--op-types", default="", help="operator types to quantize (default: all)")
     ap.add_argument("--quantize-tail", action="store_true", help="also quantize the nodes after the last Conv")
     ap.add_argument("--float-nodes", default="", help="comma-separated node name prefixes kept in float")
@@ -110,10 +146,12 @@ def main():
             prefixes = [x for x in a.float_nodes.split(",") if x]
             kept = [n.name for n in onnx.load(pre).graph.node if any(n.name.startswith(x) for x in prefixes)]
             tail = sorted(set(tail) | set(kept))
-            quantize_static(pre, a.output, calib, quant_format=QuantFormat.QDQ, per_channel=not a.per_tensor,
+            fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[a.quant_format]
+            quantize_static(pre, a.output, calib, quant_format=fmt, per_channel=not a.per_tensor,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
-                            op_types_to_quantize=ops or None, nodes_to_exclude=tail)
-            params.update({"format": "QDQ", "activations": "uint8", "weights": "int8", "op_types": ops or "all",
+                            op_types_to_quantize=ops or None, nodes_to_exclude=tail,
+                            extra_options={"CalibMaxIntermediateOutputs": CHUNK})
+            params.update({"format": {"qdq": "QDQ", "qoperator": "QOperator"}[a.quant_format], "activations": "uint8", "weights": "int8", "op_types": ops or "all",
                            "float_nodes": len(tail), "float_node_prefixes": prefixes,
                            "per_channel": not a.per_tensor, "calibrate": a.calibrate, "calibration_tensors": calib.count})
         elif a.method == "int8-dynamic":
