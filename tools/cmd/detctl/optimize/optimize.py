@@ -81,8 +81,9 @@ def head_tail(model):
 # activation of every calibration frame before it builds its histograms (onnxruntime#10503; the
 # fix, #14183, was never merged): 200 frames of YOLOX-Nano at 416 need over 24 GB and are killed.
 # Its own collect_data is run here on chunks of CHUNK frames instead — the histograms merge
-# across calls — so memory is bounded by a chunk; min-max gets the same bound from its
-# CalibMaxIntermediateOutputs option.
+# across calls — so memory is bounded by a chunk. Min-max keeps only each tensor's minimum and
+# maximum per frame (and its CalibMaxIntermediateOutputs option must not be used: in 1.30 it
+# clears the collected frames without computing their ranges, keeping only the last chunk's).
 CHUNK = 8
 _collect_all = HistogramCalibrater.collect_data
 
@@ -149,8 +150,7 @@ def main():
             fmt = {"qdq": QuantFormat.QDQ, "qoperator": QuantFormat.QOperator}[a.quant_format]
             quantize_static(pre, a.output, calib, quant_format=fmt, per_channel=not a.per_tensor,
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, calibrate_method=method,
-                            op_types_to_quantize=ops or None, nodes_to_exclude=tail,
-                            extra_options={"CalibMaxIntermediateOutputs": CHUNK})
+                            op_types_to_quantize=ops or None, nodes_to_exclude=tail)
             params.update({"format": {"qdq": "QDQ", "qoperator": "QOperator"}[a.quant_format], "activations": "uint8", "weights": "int8", "op_types": ops or "all",
                            "float_nodes": len(tail), "float_node_prefixes": prefixes,
                            "per_channel": not a.per_tensor, "calibrate": a.calibrate, "calibration_tensors": calib.count})
