@@ -186,7 +186,10 @@ func pipelineOverview() *dashboard.DashboardBuilder {
 			query(`histogram_quantile(0.5, sum by (stage, le) (rate(streamdet_message_duration_seconds_bucket{`+stageSel+`}`+window+`)))`, "{{stage}} p50").Exemplar(true),
 			query(`histogram_quantile(0.99, sum by (stage, le) (rate(streamdet_message_duration_seconds_bucket{`+stageSel+`}`+window+`)))`, "{{stage}} p99").Exemplar(true))).
 		WithPanel(series("Step time p99", "s", "p99 of each step (fetch, decode, preprocess, infer, postprocess, put, produce, write) per stage.", 12, 9,
-			query(`histogram_quantile(0.99, sum by (stage, step, le) (rate(streamdet_step_duration_seconds_bucket{`+stageSel+`}`+window+`)))`, "{{stage}} {{step}}").Exemplar(true)))
+			query(`histogram_quantile(0.99, sum by (stage, step, le) (rate(streamdet_step_duration_seconds_bucket{`+stageSel+`}`+window+`)))`, "{{stage}} {{step}}").Exemplar(true))).
+		WithRow(dashboard.NewRowBuilder("Edge devices")).
+		WithPanel(series("Time since each edge device's last heartbeat", "s", "From the heartbeats the sink follows on the devices topic; a device sends one every STREAMDET_EDGE_HEARTBEAT (10 s). Over 5 min, and not stopped on purpose: alert StreamdetDeviceOffline (detctl devices ls shows its last heartbeat).", 24, 8,
+			query(`time() - max by (device, group) (streamdet_device_last_seen_timestamp_seconds)`, "{{group}}/{{device}}")))
 }
 
 // Selector fragments for the model panels.
@@ -219,9 +222,9 @@ func modelVersions() *dashboard.DashboardBuilder {
 			query(meanOf("streamdet_model_detections_per_frame", "")+" / "+meanOf("streamdet_model_detections_per_frame", " offset 1d")+" - 1", "{{model}}/{{version}} {{arm}}"))).
 		WithPanel(series("Mean score vs. a day ago", "percentunit", "Relative change of the mean detection score against the same hour yesterday.", 12, 8,
 			query(meanOf("streamdet_model_detection_score", "")+" / "+meanOf("streamdet_model_detection_score", " offset 1d")+" - 1", "{{model}}/{{version}} {{arm}}"))).
-		WithPanel(series("Drift (PSI) by feature, all streams", "short", "Population stability index of each feature's last window of frames against the first frames the version served (detect's STREAMDET_DRIFT_*): under 0.1 stable, 0.1–0.25 moving, over 0.25 drifted (alert StreamdetDrift after 15 min).", 12, 8,
+		WithPanel(series("Drift (PSI) by feature, all streams", "short", "Population stability index of each feature's last window of frames against the version's reference — its first frames after promotion (detect's STREAMDET_DRIFT_*; detctl drift reset starts a new one): under 0.1 stable, 0.1–0.25 moving, over 0.25 drifted (alert StreamdetDrift after 15 min).", 12, 8,
 			query(`max by (model, version, feature) (streamdet_drift{`+driftSel+`, stream="*"})`, "{{model}}/{{version}} {{feature}}"))).
-		WithPanel(series("Streams drifted (PSI > 0.25 on any feature)", "short", "How many streams have drifted from what the version first saw on them; `detctl drift MODEL` names them.", 12, 8,
+		WithPanel(series("Streams drifted (PSI > 0.25 on any feature)", "short", "How many streams have drifted from the version's reference on them; `detctl drift MODEL` names them.", 12, 8,
 			query(`count by (model, version) (max by (model, version, stream) (streamdet_drift{`+driftSel+`, stream!="*"}) > 0.25)`, "{{model}}/{{version}}")))
 }
 
