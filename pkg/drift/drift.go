@@ -230,7 +230,7 @@ func (t *Tracker) Observe(model, version, baseline, stream string, f Frame) Resu
 			s.refN++
 			if s.refN == t.cfg.ReferenceFrames {
 				out.Captured = append(out.Captured, Reference{Key: Key{Model: key[0], Version: key[1], Baseline: baseline, Stream: key[2]},
-					Frames: s.refN, Hist: copyHist(s.ref), At: t.now().UTC()})
+					Frames: s.refN, Hist: copyHist[[]float64](s.ref), At: t.now().UTC()})
 			}
 			continue
 		}
@@ -275,18 +275,16 @@ func (t *Tracker) Adopt(r Reference) bool {
 		}
 		s.curN += s.refN
 	}
-	s.ref = map[string]hist{}
-	for f, h := range r.Hist {
-		s.ref[f] = append(hist(nil), h...)
-	}
+	s.ref = copyHist[hist](r.Hist)
 	s.refN = t.cfg.ReferenceFrames
 	return true
 }
 
-func copyHist(h map[string]hist) map[string][]float64 {
-	out := make(map[string][]float64, len(h))
+// copyHist copies histograms, between the tracker's and a Reference's types.
+func copyHist[Out, In ~[]float64](h map[string]In) map[string]Out {
+	out := make(map[string]Out, len(h))
 	for f, c := range h {
-		out[f] = append([]float64(nil), c...)
+		out[f] = append(Out(nil), c...)
 	}
 	return out
 }

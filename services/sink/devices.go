@@ -25,8 +25,9 @@ const maxHeartbeatBytes = 256 << 10
 // that went silent from one that was shut down. A heartbeat's time is the device's clock, capped
 // at the sink's: a device whose clock runs ahead cannot look alive for ever.
 //
-// Devices are forgotten only when the process restarts: the consumer group replays the topic's
-// retained heartbeats (the topic's retention is then the horizon of the alert).
+// Devices are forgotten when the process restarts: the consumer group resumes after its
+// committed offset, so a device silent since then is not listed again — the alert rule keeps
+// it in view with max_over_time over a day.
 type Fleet struct {
 	max int
 	now func() time.Time

@@ -76,8 +76,7 @@ func runDriftReset(ctx context.Context, args []string, stdout, stderr io.Writer)
 		if !cur.Uses(args[1], time.Now()) {
 			return usageError(fmt.Sprintf("detctl drift reset: the route of %s does not serve version %s", args[0], args[1]))
 		}
-		next := *cur
-		next.Previous = nil
+		next := *cur // Set keeps cur as next's Previous
 		next.DriftReference = map[string]time.Time{}
 		for v, since := range cur.DriftReference {
 			next.DriftReference[v] = since
