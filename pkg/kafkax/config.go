@@ -44,6 +44,12 @@ type Config struct {
 	// MaxMessageBytes is the largest message produced or accepted. STREAMDET_KAFKA_MAX_MESSAGE_BYTES,
 	// default 10 MiB (the local broker's message.max.bytes).
 	MaxMessageBytes int
+	// Linger is how long a writer waits for more messages to the same partition before it sends
+	// a batch. STREAMDET_KAFKA_LINGER, default 0: a WriteMessages call is sent at once, as one
+	// batch per partition. kafka-go batches per partition, and a pipeline's writers send one
+	// message per frame to partitions keyed by stream, so a linger adds its whole length to
+	// every frame's latency and rarely finds a second message to batch with.
+	Linger time.Duration
 }
 
 // FromEnv reads the Config from the environment.
@@ -58,6 +64,7 @@ func FromEnv(env envconf.Env) Config {
 		SASLUser:        env.String("STREAMDET_KAFKA_SASL_USERNAME", ""),
 		SASLPassword:    env.Secret("STREAMDET_KAFKA_SASL_PASSWORD"),
 		MaxMessageBytes: env.Int("STREAMDET_KAFKA_MAX_MESSAGE_BYTES", 10<<20),
+		Linger:          env.Duration("STREAMDET_KAFKA_LINGER", 0),
 	}
 }
 
@@ -82,7 +89,23 @@ func (c Config) Validate() error {
 	if c.MaxMessageBytes < 1<<10 || c.MaxMessageBytes > 1<<30 {
 		errs = append(errs, fmt.Errorf("STREAMDET_KAFKA_MAX_MESSAGE_BYTES %d: must be in [1 KiB, 1 GiB]", c.MaxMessageBytes))
 	}
+	if c.Linger < 0 || c.Linger > maxLinger {
+		errs = append(errs, fmt.Errorf("STREAMDET_KAFKA_LINGER %v: must be in [0, %v]", c.Linger, maxLinger))
+	}
 	return errors.Join(errs...)
+}
+
+// maxLinger bounds Config.Linger: a writer's batch timer, not a place to park messages.
+const maxLinger = time.Second
+
+// batchTimeout is the kafka-go BatchTimeout for Config.Linger. kafka-go reads 0 as its default
+// of one second, so no linger is the shortest timer: the batch holds what the WriteMessages call
+// that opened it added (the partition's lock is held while it adds them) and leaves at once.
+func (c Config) batchTimeout() time.Duration {
+	if c.Linger <= 0 {
+		return time.Nanosecond
+	}
+	return c.Linger
 }
 
 // Topics are the project's topic names under a prefix.
@@ -165,7 +188,7 @@ func (c Config) Writer(topic string) (*kafka.Writer, error) {
 	return &kafka.Writer{
 		Addr: kafka.TCP(c.Brokers...), Topic: topic, Transport: tr,
 		Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: 2 * time.Millisecond, BatchBytes: int64(c.MaxMessageBytes),
+		BatchTimeout: c.batchTimeout(), BatchBytes: int64(c.MaxMessageBytes),
 		MaxAttempts: 3, WriteBackoffMin: 50 * time.Millisecond, WriteBackoffMax: time.Second,
 	}, nil
 }

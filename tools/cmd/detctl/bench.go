@@ -169,7 +169,7 @@ func benchRunner(ctx context.Context, frames []frame) (*bench.Runner, func(), er
 	if err != nil {
 		return nil, nil, err
 	}
-	w.Async, w.BatchTimeout = true, time.Millisecond
+	w.Async = true // each frame leaves at once (the Config's linger, 0 by default), as from a camera
 	client, err := cfg.Client()
 	if err != nil {
 		w.Close()

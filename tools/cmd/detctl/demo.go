@@ -16,6 +16,7 @@ import (
 
 	"github.com/streamdet/streamdet/pkg/annotate"
 	"github.com/streamdet/streamdet/pkg/contract"
+	"github.com/streamdet/streamdet/pkg/kafkax"
 )
 
 // runDemo runs the whole pipeline in-process, sends it a handful of frames and reports what
@@ -74,7 +75,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	brokers := strings.Split(st.Env["STREAMDET_KAFKA_BROKERS"], ",")
 
 	// Publish the frames as a camera would: raw bytes on the raw-frames topic.
-	w := &kafka.Writer{Addr: kafka.TCP(brokers...), Topic: "streamdet.frames.raw", Balancer: &kafka.Hash{}, RequiredAcks: kafka.RequireAll}
+	w, err := kafkax.Config{Brokers: brokers, MaxMessageBytes: 10 << 20}.Writer("streamdet.frames.raw")
+	if err != nil {
+		fmt.Fprintln(stderr, "demo:", err)
+		return 1
+	}
 	defer w.Close()
 	sent := map[string]frame{}
 	sentAt := map[string]time.Time{}

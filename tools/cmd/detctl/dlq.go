@@ -131,12 +131,12 @@ func runDLQReplay(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 1
 	}
 	cfg, _ := kafkaConfig()
-	tr, err := cfg.Transport()
+	// Each message names its topic; the writer sends each call at once (the Config's linger).
+	w, err := cfg.Writer("")
 	if err != nil {
 		fmt.Fprintln(stderr, "detctl dlq replay:", err)
 		return 1
 	}
-	w := &kafka.Writer{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, RequiredAcks: kafka.RequireAll, Balancer: &kafka.Hash{}}
 	defer w.Close()
 	n := 0
 	for _, m := range msgs {
