@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -214,5 +215,37 @@ func TestMeasureBaseline(t *testing.T) {
 	}
 	if _, err := MeasureBaseline(context.Background(), fakeInferer{time.Second}, 50*time.Millisecond, ""); err == nil {
 		t.Error("no inference finished, yet no error")
+	}
+}
+
+func TestSamplesAndSlowest(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	r := &Runner{got: map[string]int{}, gotAt: map[string]time.Time{}, sentAt: map[string]time.Time{}, traceOf: map[string]string{}}
+	for i, ms := range []int{30, 90, 40, 70, 20, 80} { // frame 6 is lost, frame 7 came back without a trace
+		id := fmt.Sprint("f", i)
+		r.lastMeasured = append(r.lastMeasured, id)
+		r.sentAt[id], r.got[id] = t0.Add(time.Duration(i)*time.Second), 1
+		r.gotAt[id] = r.sentAt[id].Add(time.Duration(ms) * time.Millisecond)
+		r.traceOf[id] = fmt.Sprintf("%032x", i+1)
+	}
+	r.lastMeasured = append(r.lastMeasured, "f6", "f7")
+	r.sentAt["f6"], r.sentAt["f7"], r.got["f7"], r.gotAt["f7"] = t0, t0, 1, t0.Add(time.Second)
+	lat := func(s []Sampled) (out []int) {
+		for _, x := range s {
+			out = append(out, int(x.Back.Sub(x.Sent)/time.Millisecond))
+		}
+		return out
+	}
+	if got := lat(r.Slowest(3)); fmt.Sprint(got) != "[90 80 70]" {
+		t.Errorf("Slowest(3) = %v, want [90 80 70]", got)
+	}
+	if got := lat(r.Slowest(10)); len(got) != 6 || got[5] != 20 {
+		t.Errorf("Slowest(10) = %v, want all six traced frames", got)
+	}
+	if got := lat(r.Samples(3)); fmt.Sprint(got) != "[30 40 20]" {
+		t.Errorf("Samples(3) = %v, want every other frame in order of sending", got)
+	}
+	if r.Slowest(0) != nil || r.Samples(0) != nil {
+		t.Error("n = 0 must give none")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -191,21 +192,37 @@ func (r *Runner) Measure(ctx context.Context, offered float64, warmup, dur time.
 // Samples returns up to n of the last step's measured frames that came back with a trace id,
 // spread evenly over the step, for SpanStages.
 func (r *Runner) Samples(n int) []Sampled {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var back []string
-	for _, id := range r.lastMeasured {
-		if r.got[id] > 0 && jaeger.IsTraceID(r.traceOf[id]) {
-			back = append(back, id)
-		}
-	}
+	back := r.traced()
 	if n <= 0 || len(back) == 0 {
 		return nil
 	}
 	var out []Sampled
 	for i := 0; i < len(back) && len(out) < n; i += max(1, len(back)/n) {
-		id := back[i]
-		out = append(out, Sampled{TraceID: r.traceOf[id], Sent: r.sentAt[id], Back: r.gotAt[id]})
+		out = append(out, back[i])
+	}
+	return out
+}
+
+// Slowest returns up to n of the last step's measured frames that came back with a trace id,
+// the slowest first (produce to detections read), for SpanStages: where the tail comes from.
+func (r *Runner) Slowest(n int) []Sampled {
+	back := r.traced()
+	if n <= 0 || len(back) == 0 {
+		return nil
+	}
+	sort.SliceStable(back, func(i, j int) bool { return back[i].Back.Sub(back[i].Sent) > back[j].Back.Sub(back[j].Sent) })
+	return back[:min(n, len(back))]
+}
+
+// traced is the last step's measured frames that came back with a trace id, in order of sending.
+func (r *Runner) traced() []Sampled {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Sampled
+	for _, id := range r.lastMeasured {
+		if r.got[id] > 0 && jaeger.IsTraceID(r.traceOf[id]) {
+			out = append(out, Sampled{TraceID: r.traceOf[id], Sent: r.sentAt[id], Back: r.gotAt[id]})
+		}
 	}
 	return out
 }

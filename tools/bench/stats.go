@@ -40,6 +40,11 @@ type Step struct {
 	// (detctl bench --spans, with Jaeger).
 	SpanStages []SpanStage `json:"span_stages_ms,omitempty"`
 	SpanTraces int         `json:"span_traces,omitempty"`
+	// SlowSpanStages are the same stages for the SlowSpanTraces slowest frames of the step
+	// (detctl bench --slow-spans), whose latency is at least SlowFromMS: what makes the tail.
+	SlowSpanStages []SpanStage `json:"slowest_span_stages_ms,omitempty"`
+	SlowSpanTraces int         `json:"slowest_span_traces,omitempty"`
+	SlowFromMS     float64     `json:"slowest_from_ms,omitempty"`
 }
 
 // MarkKnee marks the knee of a sweep ordered by offered rate: the last step that still keeps up

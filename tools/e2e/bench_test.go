@@ -78,7 +78,7 @@ func TestIntegrationBench(t *testing.T) {
 			"STREAMDET_MODEL_NAME=coco", "STREAMDET_MODEL_VERSION=1"))
 		startService(t, "sink", env)
 		res := runBench(t, env, []string{"--baseline", testenv.Shared(t, "models", "yolox_nano.onnx"), "--baseline-format", "yolox", "--baseline-time", "2s", "--baseline-layout", "2x1,1x2",
-			"--jaeger", ops.JaegerURL, "--spans", "5"},
+			"--jaeger", ops.JaegerURL, "--spans", "5", "--slow-spans", "3"},
 			bench.Ingest, bench.Detect, bench.Sink, bench.Kafka, bench.MinIO)
 		for _, s := range res.Steps {
 			if len(s.Baselines) != 2 || s.Baselines[0].Layout != "2x1" || s.Baselines[1].Layout != "1x2" {
@@ -97,6 +97,14 @@ func TestIntegrationBench(t *testing.T) {
 			if s.SpanTraces < 3 || stages["ingest"] <= 0 || stages["detect"] <= 0 || stages["detect inference"] <= 0 ||
 				stages["→detect"] < 0 || stages["→back"] < 0 || len(s.SpanStages) < 8 {
 				t.Errorf("step at %.0f/s: %d traces, stages %v", s.Offered, s.SpanTraces, s.SpanStages)
+			}
+			// And the tail: the slowest frames' stages, all of them at least as slow as the median.
+			slow := map[string]float64{}
+			for _, st := range s.SlowSpanStages {
+				slow[st.Name] = st.MeanMS
+			}
+			if s.SlowSpanTraces < 2 || s.SlowFromMS < s.P50 || slow["detect inference"] <= 0 {
+				t.Errorf("step at %.0f/s (p50 %.1f ms): %d slowest traces from %.1f ms, stages %v", s.Offered, s.P50, s.SlowSpanTraces, s.SlowFromMS, s.SlowSpanStages)
 			}
 		}
 	})

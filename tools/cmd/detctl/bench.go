@@ -44,6 +44,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	baseFormat := fs.String("baseline-format", envOr("STREAMDET_MODEL_FORMAT", "auto"), "the baseline model's format")
 	baseTime := fs.Duration("baseline-time", 5*time.Second, "how long each baseline probe runs")
 	spans := fs.Int("spans", 20, "frames per step whose traces (from Jaeger) break the latency into stages; 0: none")
+	slowSpans := fs.Int("slow-spans", 10, "the slowest frames per step whose traces break the tail of the latency into stages; 0: none")
 	jaegerURL := fs.String("jaeger", os.Getenv("STREAMDET_JAEGER_URL"), "Jaeger query URL for --spans (default $STREAMDET_JAEGER_URL; empty: no span stages)")
 	paths, err := parse(fs, args)
 	if err != nil {
@@ -121,6 +122,11 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		s.Baselines = base
 		if *spans > 0 && *jaegerURL != "" {
 			s.SpanStages, s.SpanTraces = spanStages(ctx, jaeger.Client{URL: *jaegerURL}, r.Samples(*spans), stderr)
+		}
+		if slow := r.Slowest(*slowSpans); len(slow) > 0 && *jaegerURL != "" {
+			last := slow[len(slow)-1]
+			s.SlowFromMS = float64(last.Back.Sub(last.Sent)) / float64(time.Millisecond)
+			s.SlowSpanStages, s.SlowSpanTraces = spanStages(ctx, jaeger.Client{URL: *jaegerURL}, slow, stderr)
 		}
 		if rate == 0 {
 			maxFPS = max(maxFPS, s.Achieved)
@@ -381,14 +387,16 @@ func printSteps(w io.Writer, steps []bench.Step) {
 		}
 	}
 	for _, s := range steps {
-		if len(s.SpanStages) == 0 {
-			continue
-		}
 		o := "max"
 		if s.Offered > 0 {
 			o = fmt.Sprintf("%.0f/s", s.Offered)
 		}
-		fmt.Fprintf(w, "%s, stages from %d traces (mean ms): %s\n", o, s.SpanTraces, formatStages(s.SpanStages))
+		if len(s.SpanStages) > 0 {
+			fmt.Fprintf(w, "%s, stages from %d traces (mean ms): %s\n", o, s.SpanTraces, formatStages(s.SpanStages))
+		}
+		if len(s.SlowSpanStages) > 0 {
+			fmt.Fprintf(w, "%s, stages of the %d slowest frames (≥ %.0f ms; mean ms): %s\n", o, s.SlowSpanTraces, s.SlowFromMS, formatStages(s.SlowSpanStages))
+		}
 	}
 	if len(ks) > 0 {
 		fmt.Fprint(w, "detect's stages, mean ms:")
