@@ -77,6 +77,7 @@ func TestIntegrationOptimize(t *testing.T) {
 	pct := filepath.Join(t.TempDir(), "pct.onnx")
 	out = mustDetctl(t, env, "optimize", "--model", filepath.Join(shared, "yolox_nano.onnx")+",format=yolox", "--names", filepath.Join(shared, "coco.names"),
 		"--method", "int8-static", "--calibrate", "percentile", "--augment", "--calib-frames", "64", "--holdout", "6",
+		"--op-types", "Conv,Sigmoid,Mul,Add,Concat,MaxPool,Resize", "--quantize-tail",
 		"--min-agreement", "0", "--min-speedup", "0", "--out", pct, images)
 	var rep struct {
 		Params map[string]any `json:"params"`
@@ -88,6 +89,10 @@ func TestIntegrationOptimize(t *testing.T) {
 	t.Logf("percentile calibration on 64 frames: tool peak RSS %d MiB", rep.Peak>>20)
 	if rep.Params["calibrate"] != "percentile" || rep.Peak <= 0 || rep.Peak > 3<<30 {
 		t.Errorf("percentile calibration: params %v, tool peak RSS %d MiB (want under 3 GiB)", rep.Params, rep.Peak>>20)
+	}
+	// --op-types and --quantize-tail reach ONNX Runtime's tool: the types as given, no node kept in float.
+	if fmt.Sprint(rep.Params["op_types"]) != "[Conv Sigmoid Mul Add Concat MaxPool Resize]" || rep.Params["float_nodes"] != float64(0) {
+		t.Errorf("--op-types/--quantize-tail: op_types %v, float_nodes %v", rep.Params["op_types"], rep.Params["float_nodes"])
 	}
 
 	// A gate that cannot pass: nothing pushed, non-zero exit, the failed gate named.

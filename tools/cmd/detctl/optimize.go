@@ -88,6 +88,8 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	perTensor := fs.Bool("per-tensor", false, "int8-static: one scale per weight tensor instead of per channel")
 	quantFormat := fs.String("quant-format", "qdq", "int8-static: qdq (QuantizeLinear/DequantizeLinear pairs that ONNX Runtime fuses) or qoperator (QLinearConv, QLinearSigmoid, ... operators)")
 	floatNodes := fs.String("float-nodes", "", "int8-static: node name prefixes kept in float (comma-separated), e.g. the layers quantization hurts most")
+	opTypes := fs.String("op-types", "", "int8-static: operator types to quantize, comma-separated (default: every type ONNX Runtime can)")
+	quantizeTail := fs.Bool("quantize-tail", false, "int8-static: also quantize the nodes after the last convolution (the output's decoding, kept in float by default)")
 	calibN := fs.Int("calib-frames", 200, "frames to calibrate on")
 	holdoutN := fs.Int("holdout", 60, "held-out frames to evaluate on (never calibrated on)")
 	augment := fs.Bool("augment", false, "make the calibration and held-out frames from the images given by random crops, flips and scales (distinct draws for each set)")
@@ -198,6 +200,12 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		if *floatNodes != "" {
 			pyArgs = append(pyArgs, "--float-nodes", *floatNodes)
+		}
+		if *opTypes != "" {
+			pyArgs = append(pyArgs, "--op-types", *opTypes)
+		}
+		if *quantizeTail {
+			pyArgs = append(pyArgs, "--quantize-tail")
 		}
 	}
 	fmt.Fprintf(stderr, "detctl optimize: %s of %s with ONNX Runtime's tooling (%d calibration frames)…\n", *method, *model, len(calib))
