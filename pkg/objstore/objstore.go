@@ -171,7 +171,10 @@ func (s *Store) Put(ctx context.Context, bucket, key string, data []byte, conten
 	return nil
 }
 
-// Get reads a whole object of at most max bytes; a missing object is ErrNotFound.
+// Get reads a whole object of at most max bytes; a missing object is ErrNotFound. It is one
+// GET request: the size the server announces is checked before anything is read or allocated
+// (minio-go's Object would send a HEAD first to learn it, a second request per object), and
+// the body is read into one buffer of that size.
 func (s *Store) Get(ctx context.Context, bucket, key string, max int64) ([]byte, error) {
 	ctx, span := s.tracer.Start(ctx, "objstore get", trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("s3.bucket", bucket), attribute.String("s3.key", key)))
@@ -179,31 +182,42 @@ func (s *Store) Get(ctx context.Context, bucket, key string, max int64) ([]byte,
 	if err := checkNames(bucket, key); err != nil {
 		return nil, err
 	}
-	obj, err := s.mc.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	b, err := s.get(ctx, bucket, key, max)
 	if err == nil {
-		defer obj.Close()
-		var st minio.ObjectInfo
-		// The size is checked before anything is read or allocated.
-		if st, err = obj.Stat(); err == nil && st.Size > max {
-			return nil, fmt.Errorf("%w: %s/%s is %d bytes, limit %d", ErrTooLarge, bucket, key, st.Size, max)
-		}
-		var b []byte
-		if err == nil {
-			b, err = io.ReadAll(io.LimitReader(obj, max+1))
-		}
-		if err == nil && int64(len(b)) > max {
-			return nil, fmt.Errorf("%w: %s/%s over %d bytes", ErrTooLarge, bucket, key, max)
-		}
-		if err == nil {
-			span.SetAttributes(attribute.Int("s3.size", len(b)))
-			return b, nil
-		}
+		span.SetAttributes(attribute.Int("s3.size", len(b)))
+		return b, nil
 	}
 	span.SetStatus(codes.Error, err.Error())
+	if errors.Is(err, ErrTooLarge) {
+		return nil, err
+	}
 	if r := minio.ToErrorResponse(err); r.Code == "NoSuchKey" || r.Code == "NoSuchBucket" {
 		return nil, fmt.Errorf("%w: %s/%s", ErrNotFound, bucket, key)
 	}
 	return nil, fmt.Errorf("objstore: get %s/%s: %w", bucket, key, err)
+}
+
+func (s *Store) get(ctx context.Context, bucket, key string, max int64) ([]byte, error) {
+	body, st, _, err := minio.Core{Client: s.mc}.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer body.Close()
+	if st.Size > max {
+		return nil, fmt.Errorf("%w: %s/%s is %d bytes, limit %d", ErrTooLarge, bucket, key, st.Size, max)
+	}
+	if st.Size < 0 { // no Content-Length: read up to the limit
+		b, err := io.ReadAll(io.LimitReader(body, max+1))
+		if err == nil && int64(len(b)) > max {
+			err = fmt.Errorf("%w: %s/%s over %d bytes", ErrTooLarge, bucket, key, max)
+		}
+		return b, err
+	}
+	b := make([]byte, st.Size)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, fmt.Errorf("reading %d bytes: %w", st.Size, err)
+	}
+	return b, nil
 }
 
 // ErrExists: Create found the object already there.
