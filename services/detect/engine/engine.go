@@ -273,6 +273,7 @@ func (e *Engine) newWorker(model []byte, opts *ort.SessionOptions) (*worker, err
 		return nil, fmt.Errorf("%w: create session: %v", ErrModel, err)
 	}
 	w := &worker{sess: s, input: map[int]*ort.Tensor[float32]{}, dec: imaging.Decoder{Limits: e.cfg.Limits}}
+	w.pre.bands = max(1, runtime.GOMAXPROCS(0)/max(1, e.cfg.Sessions))
 	if _, err := w.inputFor(1, e.info); err != nil {
 		w.close()
 		return nil, err

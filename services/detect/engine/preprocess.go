@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"math"
-	"runtime"
 	"sync"
 
 	"github.com/streamdet/streamdet/services/detect/imaging"
@@ -66,6 +65,10 @@ type preprocessor struct {
 	ry    []int32   // per output row: the upper source row
 	wy    []int32   // ... and the weight of the lower one, 0..coefScale
 	hbuf  [][]int32 // horizontally resized rows, two per worker goroutine
+	// bands is how many goroutines a large frame may be split across: the cores this session
+	// has to itself (cores ÷ sessions). With a session per core the other cores are busy with
+	// frames of their own, and handing a band to another thread only costs a wake-up.
+	bands int
 	// padded is the last padding written: the same geometry into the same tensor needs none.
 	padded struct {
 		dst      *float32
@@ -125,8 +128,8 @@ func (p *preprocessor) run(f family, img imaging.RGB, lb letterbox, inW, inH int
 			(*C.float)(&c0[0]), (*C.float)(&c1[0]), (*C.float)(&c2[0]), C.int(inW), C.int(lb.top), C.int(lb.left),
 			C.float(f.scale))
 	}
-	// Split large images across the cores; small ones are not worth the hand-off.
-	n := runtime.GOMAXPROCS(0)
+	// Split large images across the session's cores; small ones are not worth the hand-off.
+	n := p.bands
 	if n < 2 || lb.nw*lb.nh < 64*1024 {
 		n = 1
 	}

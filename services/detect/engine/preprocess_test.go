@@ -9,7 +9,7 @@ import (
 
 // TestPreprocessMatchesReference compares the fused fixed-point letterbox with the float64
 // reference (separate resize, pad, layout) sample by sample: at most one level apart, and on
-// nearly every sample exactly equal.
+// nearly every sample exactly equal; split in bands across goroutines or not, to the bit.
 func TestPreprocessMatchesReference(t *testing.T) {
 	for _, tc := range []struct {
 		w, h, in int
@@ -24,12 +24,20 @@ func TestPreprocessMatchesReference(t *testing.T) {
 		}
 		fam := tc.f.family()
 		lb := geometry(fam, tc.w, tc.h, tc.in, tc.in)
-		var p preprocessor
+		p := preprocessor{bands: 3} // large frames in three bands on goroutines of their own
 		got := make([]float32, 3*tc.in*tc.in)
 		for i := range got {
 			got[i] = -1 // every sample must be written
 		}
 		p.run(fam, src, lb, tc.in, tc.in, got)
+		var one preprocessor // one band: the same samples, to the bit
+		got1 := make([]float32, len(got))
+		one.run(fam, src, lb, tc.in, tc.in, got1)
+		for i := range got {
+			if math.Float32bits(got[i]) != math.Float32bits(got1[i]) {
+				t.Fatalf("%d×%d → %d: sample %d is %v in three bands, %v in one", tc.w, tc.h, tc.in, i, got[i], got1[i])
+			}
+		}
 
 		small := refResize(src, lb.nw, lb.nh)
 		plane := tc.in * tc.in
