@@ -217,11 +217,18 @@ start_minio() {
     MINIO_UPDATE=off MINIO_CALLHOME_ENABLE=off \
     MINIO_NOTIFY_KAFKA_ENABLE_STREAMDET=on MINIO_NOTIFY_KAFKA_BROKERS_STREAMDET="$(kafka_brokers)" \
     MINIO_NOTIFY_KAFKA_TOPIC_STREAMDET=streamdet.frames.events \
-    setsid nohup "$BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
+    setsid nohup "${BATCH[@]}" "$BIN/minio" server --quiet --address "127.0.0.1:$MINIO_PORT" \
     --console-address "127.0.0.1:$MINIO_CONSOLE_PORT" "$STATE/minio-data" >"$logf" 2>&1 </dev/null &
   echo $! >"$pidf"
   wait_for minio "$logf" "$pidf" 60 minio_ready
 }
+
+# The brokers run under SCHED_BATCH (chrt): on a machine shared with detect, a broker thread
+# woken by a request does not preempt the inference running on its core but waits for the core
+# or the next scheduler tick (see docs/benchmarks.md, 2026-12-05 session 2). ingest and sink do
+# the same themselves (STREAMDET_CPU_POLICY).
+BATCH=()
+command -v chrt >/dev/null && BATCH=(chrt --batch 0)
 
 DEVSTACK=$CACHE/bin/devstack
 
@@ -249,7 +256,7 @@ start_kafka() {
     java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$STATE/server.properties" \
       >"$LOGS/kafka-format.log" 2>&1 || fail kafka "$LOGS/kafka-format.log" "kafka-storage format"
   fi
-  setsid nohup java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+  setsid nohup "${BATCH[@]}" java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
     -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$STATE/server.properties" >"$logf" 2>&1 </dev/null &

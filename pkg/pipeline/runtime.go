@@ -56,6 +56,19 @@ type Config struct {
 	// DeadLetterBucket keeps the values of dead letters too large for the topic:
 	// STREAMDET_DEADLETTER_BUCKET, default deadletters.
 	DeadLetterBucket string
+	// CPUPolicy is the scheduling policy of the service's process, set by its main
+	// (service.CPUPolicy): STREAMDET_CPU_POLICY, default DefaultCPUPolicy(name).
+	CPUPolicy service.CPUPolicy
+}
+
+// DefaultCPUPolicy is service name's default scheduling policy: batch for ingest and sink, which
+// mostly wait on the network and so should not preempt the inference on a shared core; normal
+// for detect.
+func DefaultCPUPolicy(name string) service.CPUPolicy {
+	if name == "ingest" || name == "sink" {
+		return service.CPUBatch
+	}
+	return service.CPUNormal
 }
 
 // ConfigFromEnv reads the shared configuration of service name (ingest, detect, sink), whose
@@ -66,13 +79,14 @@ func ConfigFromEnv(env envconf.Env, name, defAddr string, servesData bool) Confi
 		Kafka: kafkax.FromEnv(env), Store: objstore.FromEnv(env), Server: service.ServerFromEnv(env, name, defAddr, servesData),
 		DrainTimeout:     env.Duration("STREAMDET_DRAIN_TIMEOUT", 20*time.Second),
 		DeadLetterBucket: env.String("STREAMDET_DEADLETTER_BUCKET", "deadletters"),
+		CPUPolicy:        service.CPUPolicy(env.String("STREAMDET_CPU_POLICY", string(DefaultCPUPolicy(name)))),
 	}
 }
 
 // Validate checks the shared configuration of service name; servesData says whether its data
 // listener serves data (and so needs authentication).
 func (c Config) Validate(name string, servesData bool) error {
-	errs := []error{c.Kafka.Validate(), c.Store.Validate(), c.Server.Validate(name, servesData)}
+	errs := []error{c.Kafka.Validate(), c.Store.Validate(), c.Server.Validate(name, servesData), c.CPUPolicy.Validate()}
 	if c.DrainTimeout < time.Second || c.DrainTimeout > 10*time.Minute {
 		errs = append(errs, fmt.Errorf("STREAMDET_DRAIN_TIMEOUT %s: must be in [1s, 10m]", c.DrainTimeout))
 	}

@@ -226,7 +226,8 @@ func TestHandleEvent(t *testing.T) {
 
 func TestConfig(t *testing.T) {
 	c := DefaultConfig()
-	if c.Server.Addr != ":8081" || c.Concurrency != 8 || c.Limits.MaxBytes != 8<<20 || c.Server.Auth != service.AuthToken || c.DrainTimeout != 20*time.Second {
+	if c.Server.Addr != ":8081" || c.Concurrency != 8 || c.Limits.MaxBytes != 8<<20 || c.Server.Auth != service.AuthToken || c.DrainTimeout != 20*time.Second ||
+		c.CPUPolicy != service.CPUBatch {
 		t.Fatalf("defaults: %+v", c)
 	}
 	good := map[string]string{"STREAMDET_KAFKA_BROKERS": "127.0.0.1:9092", "STREAMDET_MINIO_ENDPOINT": "127.0.0.1:9000",
@@ -235,9 +236,10 @@ func TestConfig(t *testing.T) {
 		t.Fatalf("a good environment: %v", err)
 	}
 	_, err := ConfigFromEnv(envconf.Map(map[string]string{"STREAMDET_INGEST_CONCURRENCY": "0", "STREAMDET_MAX_FRAME_BYTES": "x",
-		"STREAMDET_INGEST_EVENT_BUCKETS": "frames", "STREAMDET_DRAIN_TIMEOUT": "1h"}))
+		"STREAMDET_INGEST_EVENT_BUCKETS": "frames", "STREAMDET_DRAIN_TIMEOUT": "1h", "STREAMDET_CPU_POLICY": "fifo"}))
 	for _, want := range []string{"STREAMDET_INGEST_CONCURRENCY 0", "STREAMDET_MAX_FRAME_BYTES", "frames bucket", "STREAMDET_KAFKA_BROKERS",
-		"STREAMDET_MINIO_ENDPOINT", "STREAMDET_INGEST_AUTH=token needs STREAMDET_INGEST_TOKENS_FILE", "STREAMDET_DRAIN_TIMEOUT 1h0m0s"} {
+		"STREAMDET_MINIO_ENDPOINT", "STREAMDET_INGEST_AUTH=token needs STREAMDET_INGEST_TOKENS_FILE", "STREAMDET_DRAIN_TIMEOUT 1h0m0s",
+		`STREAMDET_CPU_POLICY "fifo"`} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not name %s", err, want)
 		}

@@ -14,6 +14,7 @@ import (
 
 func main() {
 	os.Exit(service.Main("detect", detect.DefaultAddr, detect.ConfigFromEnv, func(ctx context.Context, c detect.Config, tel *telemetry.Telemetry) error {
+		service.ApplyCPUPolicy(c.Config.CPUPolicy, tel.Logger)
 		return detect.Run(ctx, c, detect.Deps{Deps: pipeline.Deps{Telemetry: tel}})
 	}))
 }

@@ -14,6 +14,7 @@ import (
 
 func main() {
 	os.Exit(service.Main("ingest", ingest.DefaultAddr, ingest.ConfigFromEnv, func(ctx context.Context, c ingest.Config, tel *telemetry.Telemetry) error {
+		service.ApplyCPUPolicy(c.Config.CPUPolicy, tel.Logger)
 		return ingest.Run(ctx, c, ingest.Deps{Deps: pipeline.Deps{Telemetry: tel}})
 	}))
 }

@@ -14,6 +14,7 @@ import (
 
 func main() {
 	os.Exit(service.Main("sink", sink.DefaultAddr, sink.ConfigFromEnv, func(ctx context.Context, c sink.Config, tel *telemetry.Telemetry) error {
+		service.ApplyCPUPolicy(c.Config.CPUPolicy, tel.Logger)
 		return sink.Run(ctx, c, sink.Deps{Deps: pipeline.Deps{Telemetry: tel}})
 	}))
 }
