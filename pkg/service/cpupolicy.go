@@ -47,7 +47,7 @@ func (p CPUPolicy) Apply() error {
 }
 
 // ApplyCPUPolicy applies p for a command's main and logs the outcome. A policy that cannot be
-// set (a seccomp profile refusing sched_setattr) is a warning, not a failure: the service works
+// set (a seccomp profile refusing sched_setscheduler) is a warning, not a failure: the service works
 // the same, it only shares its cores less well.
 func ApplyCPUPolicy(p CPUPolicy, log *slog.Logger) {
 	if err := p.Apply(); err != nil {
