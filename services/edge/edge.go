@@ -145,12 +145,10 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	rt.models.Store(&models)
 
 	// The uplink: one writer for detections (through the queue) and heartbeats.
-	w, err := cfg.Kafka.Writer("")
+	w, err := uplinkWriter(cfg.Kafka)
 	if err != nil {
 		return err
 	}
-	w.Topic = "" // every message names its topic
-	w.WriteTimeout = 10 * time.Second
 	defer w.Close()
 	fctx, stopForward := context.WithCancel(context.WithoutCancel(ctx))
 	forwardDone := make(chan struct{})
@@ -375,16 +373,58 @@ func (m mapCarrier) Keys() []string {
 	return out
 }
 
+// uplinkWriter is the writer of detections (through the queue) and heartbeats; every message
+// names its topic.
+func uplinkWriter(c kafkax.Config) (*kafka.Writer, error) {
+	w, err := c.Writer("")
+	if err != nil {
+		return nil, err
+	}
+	w.Topic = ""
+	w.WriteTimeout = 10 * time.Second
+	// One produce batch per partition for everything forward sends in one call: kafka-go cuts a
+	// partition's messages into batches of BatchSize (default 100) sent one after another, and
+	// a later batch could be stored while an earlier one failed — a stream reordered.
+	w.BatchSize = forwardBatch
+	return w, nil
+}
+
+// forwardBatch is the most records forward sends in one call (the writer's BatchSize).
+const forwardBatch = 256
+
+// forwardable is the longest prefix of entries whose payload fits in half of maxBytes (kafka-go's
+// BatchBytes, which also counts each record's framing), at least one entry: so that a stream's
+// records in one call are one produce batch, stored or refused together.
+func forwardable(entries []Entry, maxBytes int64) []Entry {
+	var n int64
+	for i, e := range entries {
+		n += entrySize(e)
+		if i > 0 && n > maxBytes/2 {
+			return entries[:i]
+		}
+	}
+	return entries
+}
+
+func entrySize(e Entry) int64 {
+	n := len(e.Key) + len(e.Value)
+	for k, v := range e.Headers {
+		n += len(k) + len(v)
+	}
+	return int64(n)
+}
+
 // forward sends queued records in order until ctx ends, retrying with backoff while the uplink
 // is down; records leave the queue only once Kafka acknowledged them (acks=all). svc is the
 // service's context: while it runs the forwarder waits for work, after it ended it only drains.
 func (rt *Runtime) forward(ctx, svc context.Context, w *kafka.Writer) {
 	delay := newRetryDelay(200*time.Millisecond, 5*time.Second)
 	for ctx.Err() == nil {
-		entries, err := rt.queue.Peek(256)
+		entries, err := rt.queue.Peek(forwardBatch)
 		if err != nil {
 			rt.tel.Logger.Error("reading the queue", "err", err)
 		}
+		entries = forwardable(entries, w.BatchBytes)
 		if len(entries) == 0 {
 			select {
 			case <-ctx.Done():
@@ -406,8 +446,9 @@ func (rt *Runtime) forward(ctx, svc context.Context, w *kafka.Writer) {
 		cancel()
 		done := entries
 		if err != nil {
-			// Messages of one stream share a partition and so a produce request: those that were
-			// acknowledged can leave the queue without reordering any stream.
+			// Messages of one stream share a partition and so, in one call, a produce request
+			// (uplinkWriter, forwardable): those that were acknowledged can leave the queue without
+			// reordering any stream.
 			var werrs kafka.WriteErrors
 			done = nil
 			if errors.As(err, &werrs) && len(werrs) == len(entries) {
@@ -424,11 +465,7 @@ func (rt *Runtime) forward(ctx, svc context.Context, w *kafka.Writer) {
 			}
 			rt.forwarded.Add(int64(len(done)))
 			for _, e := range done {
-				n := len(e.Key) + len(e.Value)
-				for k, v := range e.Headers {
-					n += len(k) + len(v)
-				}
-				rt.upstream.Add(int64(n))
+				rt.upstream.Add(entrySize(e))
 			}
 		}
 		if err == nil {
