@@ -4,7 +4,7 @@
 # 1920×1080 JPEGs made from the shared images, and compares with bare ONNX Runtime on the same
 # model before each step. Arguments go to detctl bench (default: a max-rate step, then 70 % of
 # it, 8 streams, 30 s each after 10 s of warm-up).
-#   BENCH_OUT        directory for bench.json and bench.png (default .cache/bench)
+#   BENCH_OUT        directory for bench.json, bench.png and latencies.csv (default .cache/bench)
 #   DETECT_REPLICAS  detect processes sharing the cores (run.sh; default 1)
 #   BENCH_PREWARM    an unmeasured max-rate run first, so that the JVM (Kafka) has compiled its
 #                    hot paths before anything is measured (default 30s; 0 to skip)
@@ -49,4 +49,4 @@ fi
 args=("$@")
 ((${#args[@]})) || args=(--rate max,70% --streams 8 --warmup 10s --duration 30s)
 bin/detctl bench --baseline "$model" --baseline-format "${STREAMDET_MODEL_FORMAT:-yolox}" \
-  --json "$out/bench.json" --plot "$out/bench.png" "${args[@]}" "$frames"
+  --json "$out/bench.json" --plot "$out/bench.png" --latencies "$out/latencies.csv" "${args[@]}" "$frames"

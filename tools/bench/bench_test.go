@@ -153,6 +153,9 @@ func TestRunner(t *testing.T) {
 	if s.P50 <= 0 || s.P99 < s.P50 || s.StageMS["infer"] != 20 || s.Achieved < 20 || s.Achieved > 60 {
 		t.Fatalf("%+v", s)
 	}
+	if s.TailFrames < 1 || s.TailBursts < 1 || s.TailBursts > s.TailFrames {
+		t.Fatalf("tail of the p99: %d frames in %d bursts", s.TailFrames, s.TailBursts)
+	}
 	// As fast as it goes, one frame in flight: the frame lost in the first step holds no place.
 	r.Window = 1
 	s, err = r.Measure(ctx, 0, 0, 500*time.Millisecond)
@@ -247,5 +250,33 @@ func TestSamplesAndSlowest(t *testing.T) {
 	}
 	if r.Slowest(0) != nil || r.Samples(0) != nil {
 		t.Error("n = 0 must give none")
+	}
+	// Back: every frame that came back, traced or not, in order of sending; the lost one left out.
+	if got := lat(r.Back()); fmt.Sprint(got) != "[30 90 40 70 20 80 1000]" {
+		t.Errorf("Back() = %v, want the seven frames back in order of sending", got)
+	}
+}
+
+func TestBursts(t *testing.T) {
+	t0 := time.Unix(1700000000, 0)
+	at := func(ms ...int) (out []time.Time) {
+		for _, m := range ms {
+			out = append(out, t0.Add(time.Duration(m)*time.Millisecond))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		at   []time.Time
+		want int
+	}{
+		{nil, 0},
+		{at(0), 1},
+		{at(0, 100, 300, 799), 1},         // each within 500 ms of the one before
+		{at(0, 500, 1000), 3},             // exactly the gap apart: separate
+		{at(2000, 0, 2100, 100, 9000), 3}, // any order
+	} {
+		if got := Bursts(tc.at, BurstGap); got != tc.want {
+			t.Errorf("Bursts(%v) = %d, want %d", tc.at, got, tc.want)
+		}
 	}
 }

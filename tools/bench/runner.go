@@ -214,6 +214,20 @@ func (r *Runner) Slowest(n int) []Sampled {
 	return back[:min(n, len(back))]
 }
 
+// Back is every measured frame of the last step that came back, in order of sending, with its
+// trace id if it carried one: the raw latencies (detctl bench --latencies).
+func (r *Runner) Back() []Sampled {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Sampled
+	for _, id := range r.lastMeasured {
+		if r.got[id] > 0 {
+			out = append(out, Sampled{TraceID: r.traceOf[id], Sent: r.sentAt[id], Back: r.gotAt[id]})
+		}
+	}
+	return out
+}
+
 // traced is the last step's measured frames that came back with a trace id, in order of sending.
 func (r *Runner) traced() []Sampled {
 	r.mu.Lock()
@@ -293,7 +307,15 @@ func (r *Runner) report(offered float64, ids []string, cpu CPU) (Step, error) {
 		s.Achieved = float64(s.Received) / lastBack.Sub(first).Seconds()
 	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-	s.P50, s.P90, s.P99 = ms(Percentile(lat, 50)), ms(Percentile(lat, 90)), ms(Percentile(lat, 99))
+	p99 := Percentile(lat, 99)
+	s.P50, s.P90, s.P99 = ms(Percentile(lat, 50)), ms(Percentile(lat, 90)), ms(p99)
+	var tail []time.Time
+	for _, id := range ids {
+		if r.got[id] > 0 && r.gotAt[id].Sub(r.sentAt[id]) >= p99 {
+			tail = append(tail, r.sentAt[id])
+		}
+	}
+	s.TailFrames, s.TailBursts = len(tail), Bursts(tail, BurstGap)
 	for k, v := range r.stageSum {
 		s.StageMS[k] = v / float64(r.stageN[k])
 	}

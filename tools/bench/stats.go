@@ -45,6 +45,27 @@ type Step struct {
 	SlowSpanStages []SpanStage `json:"slowest_span_stages_ms,omitempty"`
 	SlowSpanTraces int         `json:"slowest_span_traces,omitempty"`
 	SlowFromMS     float64     `json:"slowest_from_ms,omitempty"`
+	// TailFrames are the frames at or above the p99, sent in TailBursts separate bursts (frames
+	// sent less than BurstGap apart are one burst): a few bursts mean the tail is made by events
+	// (a flush, a segment roll, a pause) that hold up every frame in flight, many mean jitter.
+	TailFrames int `json:"tail_frames,omitempty"`
+	TailBursts int `json:"tail_bursts,omitempty"`
+}
+
+// BurstGap separates two bursts of slow frames (Step.TailBursts).
+const BurstGap = 500 * time.Millisecond
+
+// Bursts counts the groups of times (in any order) that lie less than gap apart.
+func Bursts(at []time.Time, gap time.Duration) int {
+	s := append([]time.Time(nil), at...)
+	sort.Slice(s, func(i, j int) bool { return s[i].Before(s[j]) })
+	n := 0
+	for i := range s {
+		if i == 0 || s[i].Sub(s[i-1]) >= gap {
+			n++
+		}
+	}
+	return n
 }
 
 // MarkKnee marks the knee of a sweep ordered by offered rate: the last step that still keeps up

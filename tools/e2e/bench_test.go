@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -27,7 +28,7 @@ func runBench(t *testing.T, env, extra []string, own ...bench.Group) benchResult
 	t.Helper()
 	dir := t.TempDir()
 	args := append([]string{"bench", "--rate", "3,6", "--streams", "3", "--warmup", "2s", "--duration", "5s", "--wait", "60s",
-		"--json", filepath.Join(dir, "bench.json"), "--plot", filepath.Join(dir, "bench.png")}, extra...)
+		"--json", filepath.Join(dir, "bench.json"), "--plot", filepath.Join(dir, "bench.png"), "--latencies", filepath.Join(dir, "latencies.csv")}, extra...)
 	out := mustDetctl(t, env, append(args, testenv.Shared(t, "images"))...)
 	t.Logf("detctl bench:\n%s", out)
 	var res benchResult
@@ -56,6 +57,18 @@ func runBench(t *testing.T, env, extra []string, own ...bench.Group) benchResult
 	}
 	if st, err := os.Stat(filepath.Join(dir, "bench.png")); err != nil || st.Size() < 1000 {
 		t.Errorf("plot: %v", err)
+	}
+	// Every frame back in the latencies, one row each, and the tail of each step counted.
+	back := 0
+	for _, s := range res.Steps {
+		back += s.Received
+		if s.TailFrames < 1 || s.TailBursts < 1 || s.TailBursts > s.TailFrames {
+			t.Errorf("step at %.0f/s: %d frames at or above the p99 in %d bursts", s.Offered, s.TailFrames, s.TailBursts)
+		}
+	}
+	csv, err := os.ReadFile(filepath.Join(dir, "latencies.csv"))
+	if rows := strings.Split(strings.TrimSpace(string(csv)), "\n"); err != nil || rows[0] != "step,offered_fps,sent_ms,sent_unix_ms,latency_ms,trace_id" || len(rows) != 1+back {
+		t.Errorf("latencies.csv: %v, %d rows for %d frames back", err, len(rows)-1, back)
 	}
 	return res
 }

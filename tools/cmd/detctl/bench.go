@@ -38,6 +38,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	window := fs.Int("window", 16, "frames in flight at --rate 0")
 	wait := fs.Duration("wait", 30*time.Second, "after a step, how long to wait for a frame still missing before counting it lost")
 	jsonOut := fs.String("json", "", "write the steps as JSON to this file (- for stdout)")
+	latOut := fs.String("latencies", "", "write every measured frame's latency as CSV to this file (step, offered_fps, sent_ms from the step's first frame, sent_unix_ms, latency_ms, trace_id): where in time the tail is")
 	plotOut := fs.String("plot", "", "write the latency/throughput curve to this file (.png, .svg, .pdf)")
 	baseline := fs.String("baseline", "", "ONNX model to measure bare ONNX Runtime with before each step")
 	layouts := fs.String("baseline-layout", "", "the baseline's sessions×threads, comma-separated (default: a session per core, i.e. detect's default here, and one session with a thread per core)")
@@ -94,6 +95,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stderr, "detctl bench: %d frames over %d streams, %s warm-up + %s per step, run %s\n", len(frames), *streams, *warmup, *duration, r.Run)
 
 	var steps []bench.Step
+	var latencies []byte
 	maxFPS := 0.0
 	for _, o := range offered {
 		rate := o.fps
@@ -132,6 +134,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			maxFPS = max(maxFPS, s.Achieved)
 		}
 		steps = append(steps, s)
+		latencies = appendLatencies(latencies, len(steps), rate, r.Back())
 	}
 	if len(steps) > 1 {
 		bench.MarkKnee(steps)
@@ -143,6 +146,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		if *jsonOut == "-" {
 			stdout.Write(b)
 		} else if err := os.WriteFile(*jsonOut, b, 0o644); err != nil {
+			fmt.Fprintln(stderr, "detctl bench:", err)
+			return 1
+		}
+	}
+	if *latOut != "" {
+		if err := os.WriteFile(*latOut, append([]byte("step,offered_fps,sent_ms,sent_unix_ms,latency_ms,trace_id\n"), latencies...), 0o644); err != nil {
 			fmt.Fprintln(stderr, "detctl bench:", err)
 			return 1
 		}
@@ -397,6 +406,9 @@ func printSteps(w io.Writer, steps []bench.Step) {
 		if len(s.SlowSpanStages) > 0 {
 			fmt.Fprintf(w, "%s, stages of the %d slowest frames (≥ %.0f ms; mean ms): %s\n", o, s.SlowSpanTraces, s.SlowFromMS, formatStages(s.SlowSpanStages))
 		}
+		if s.TailFrames > 0 {
+			fmt.Fprintf(w, "%s, the %d frames at or above the p99 were sent in %d bursts (frames less than %v apart: one burst)\n", o, s.TailFrames, s.TailBursts, bench.BurstGap)
+		}
 	}
 	if len(ks) > 0 {
 		fmt.Fprint(w, "detect's stages, mean ms:")
@@ -437,4 +449,17 @@ func formatStages(stages []bench.SpanStage) string {
 		b.WriteString(")")
 	}
 	return b.String()
+}
+
+// appendLatencies adds one CSV row per frame of a step: sent_ms counts from the step's first
+// measured frame, so that a row's place in time shows whether slow frames come together.
+func appendLatencies(b []byte, step int, offered float64, back []bench.Sampled) []byte {
+	if len(back) == 0 {
+		return b
+	}
+	first := back[0].Sent
+	for _, f := range back {
+		b = fmt.Appendf(b, "%d,%.1f,%.1f,%d,%.2f,%s\n", step, offered, float64(f.Sent.Sub(first))/1e6, f.Sent.UnixMilli(), float64(f.Back.Sub(f.Sent))/1e6, f.TraceID)
+	}
+	return b
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/streamdet/streamdet/tools/bench"
 )
@@ -43,5 +44,16 @@ func TestFormatStages(t *testing.T) {
 	want := "→ingest 2.0, ingest 8.0 (objstore put 5.8, send streamdet.frames 2.7), →detect 2.0, detect 28.0 (inference 15.0), →back 3.0"
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestAppendLatencies(t *testing.T) {
+	t0 := time.UnixMilli(1700000000000)
+	back := []bench.Sampled{{TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", Sent: t0, Back: t0.Add(31500 * time.Microsecond)},
+		{Sent: t0.Add(21700 * time.Microsecond), Back: t0.Add(121700 * time.Microsecond)}}
+	got := string(appendLatencies(appendLatencies(nil, 1, 0, nil), 2, 46, back))
+	want := "2,46.0,0.0,1700000000000,31.50,4bf92f3577b34da6a3ce929d0e0e4736\n2,46.0,21.7,1700000000021,100.00,\n"
+	if got != want {
+		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
