@@ -230,12 +230,10 @@ func (r *Runner) Back() []Sampled {
 
 // traced is the last step's measured frames that came back with a trace id, in order of sending.
 func (r *Runner) traced() []Sampled {
-	r.mu.Lock()
-	defer r.mu.Unlock()
 	var out []Sampled
-	for _, id := range r.lastMeasured {
-		if r.got[id] > 0 && jaeger.IsTraceID(r.traceOf[id]) {
-			out = append(out, Sampled{TraceID: r.traceOf[id], Sent: r.sentAt[id], Back: r.gotAt[id]})
+	for _, s := range r.Back() {
+		if jaeger.IsTraceID(s.TraceID) {
+			out = append(out, s)
 		}
 	}
 	return out
@@ -289,6 +287,7 @@ func (r *Runner) report(offered float64, ids []string, cpu CPU) (Step, error) {
 	}
 	s := Step{Offered: offered, Sent: len(ids), StageMS: map[string]float64{}, CPUms: map[Group]float64{}}
 	var lat []time.Duration
+	var sent []time.Time // of the frame whose latency is lat[i]
 	first, lastBack := r.sentAt[ids[0]], time.Time{}
 	for _, id := range ids {
 		n := r.got[id]
@@ -299,6 +298,7 @@ func (r *Runner) report(offered float64, ids []string, cpu CPU) (Step, error) {
 		s.Received++
 		s.Duplicates += n - 1
 		lat = append(lat, r.gotAt[id].Sub(r.sentAt[id]))
+		sent = append(sent, r.sentAt[id])
 		if r.gotAt[id].After(lastBack) {
 			lastBack = r.gotAt[id]
 		}
@@ -310,9 +310,9 @@ func (r *Runner) report(offered float64, ids []string, cpu CPU) (Step, error) {
 	p99 := Percentile(lat, 99)
 	s.P50, s.P90, s.P99 = ms(Percentile(lat, 50)), ms(Percentile(lat, 90)), ms(p99)
 	var tail []time.Time
-	for _, id := range ids {
-		if r.got[id] > 0 && r.gotAt[id].Sub(r.sentAt[id]) >= p99 {
-			tail = append(tail, r.sentAt[id])
+	for i, l := range lat {
+		if l >= p99 {
+			tail = append(tail, sent[i])
 		}
 	}
 	s.TailFrames, s.TailBursts = len(tail), Bursts(tail, BurstGap)
