@@ -37,10 +37,10 @@ func (p CPUPolicy) Validate() error {
 // nothing. It is for a command's main: the policy is the whole process's, so a process running
 // several services (detctl dev) does not call it.
 func (p CPUPolicy) Apply() error {
-	if err := p.Validate(); err != nil {
+	if err := p.Validate(); err != nil || p == CPUNormal {
 		return err
 	}
-	if err := applyCPUPolicy(p); err != nil {
+	if err := applyBatch(); err != nil {
 		return fmt.Errorf("setting the CPU policy %s: %w", p, err)
 	}
 	return nil

@@ -9,14 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// applyCPUPolicy walks /proc/self/task until a pass changes nothing, so that a thread started
-// during a pass (by a thread not yet changed) is caught by the next one. It uses
-// sched_setscheduler, which keeps the thread's nice value and which container seccomp profiles
-// allow for the non-real-time policies.
-func applyCPUPolicy(p CPUPolicy) error {
-	if p != CPUBatch {
-		return nil
-	}
+// applyBatch sets SCHED_BATCH on every thread of the process. It walks /proc/self/task until a
+// pass changes nothing, so that a thread started during a pass (by a thread not yet changed) is
+// caught by the next one. It uses sched_setscheduler, which keeps the thread's nice value and
+// which container seccomp profiles allow for the non-real-time policies.
+func applyBatch() error {
 	for pass := 0; pass < 10; pass++ {
 		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {

@@ -4,9 +4,6 @@ package service
 
 import "errors"
 
-func applyCPUPolicy(p CPUPolicy) error {
-	if p != CPUBatch {
-		return nil
-	}
+func applyBatch() error {
 	return errors.New("scheduling policies are set on Linux only")
 }
