@@ -29,6 +29,7 @@ var chart = filepath.Join(repo, "deploy/helm/streamdet")
 
 var (
 	helmOnce sync.Once
+	helmDir  string // removed by TestMain
 	helmBin  string
 	helmErr  error
 )
@@ -42,6 +43,7 @@ func helm(t *testing.T, args ...string) (string, error) {
 			helmErr = err
 			return
 		}
+		helmDir = dir
 		cmd := exec.Command("go", "install", "helm.sh/helm/v3/cmd/helm@"+helmVersion)
 		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOWORK=off", "GOFLAGS=")
 		if out, err := cmd.CombinedOutput(); err != nil {
