@@ -50,6 +50,12 @@ type Config struct {
 	// message per frame to partitions keyed by stream, so a linger adds its whole length to
 	// every frame's latency and rarely finds a second message to batch with.
 	Linger time.Duration
+	// CommitInterval is the least time between two offset commits of a consumer.
+	// STREAMDET_KAFKA_COMMIT_INTERVAL, default 1s (FromEnv); 0 commits each message as it is
+	// handled, before its place in the window is given back. A message handled after a quiet
+	// spell is committed at once; those handled while a commit is due wait for it, so a crash
+	// redelivers at most an interval's worth (duplicates, which idempotent keys absorb).
+	CommitInterval time.Duration
 }
 
 // FromEnv reads the Config from the environment.
@@ -65,6 +71,7 @@ func FromEnv(env envconf.Env) Config {
 		SASLPassword:    env.Secret("STREAMDET_KAFKA_SASL_PASSWORD"),
 		MaxMessageBytes: env.Int("STREAMDET_KAFKA_MAX_MESSAGE_BYTES", 10<<20),
 		Linger:          env.Duration("STREAMDET_KAFKA_LINGER", 0),
+		CommitInterval:  env.Duration("STREAMDET_KAFKA_COMMIT_INTERVAL", time.Second),
 	}
 }
 
@@ -92,8 +99,19 @@ func (c Config) Validate() error {
 	if c.Linger < 0 || c.Linger > maxLinger {
 		errs = append(errs, fmt.Errorf("STREAMDET_KAFKA_LINGER %v: must be in [0, %v]", c.Linger, maxLinger))
 	}
+	errs = append(errs, c.validateCommitInterval())
 	return errors.Join(errs...)
 }
+
+func (c Config) validateCommitInterval() error {
+	if c.CommitInterval < 0 || c.CommitInterval > maxCommitInterval {
+		return fmt.Errorf("STREAMDET_KAFKA_COMMIT_INTERVAL %v: must be in [0, %v]", c.CommitInterval, maxCommitInterval)
+	}
+	return nil
+}
+
+// maxCommitInterval bounds Config.CommitInterval: what a crash may redeliver.
+const maxCommitInterval = time.Minute
 
 // maxLinger bounds Config.Linger: a writer's batch timer, not a place to park messages.
 const maxLinger = time.Second

@@ -61,6 +61,35 @@ func TestConfigLinger(t *testing.T) {
 	}
 }
 
+func TestConfigCommitInterval(t *testing.T) {
+	for _, tc := range []struct {
+		env      string // STREAMDET_KAFKA_COMMIT_INTERVAL; "" unset
+		interval time.Duration
+		err      string
+	}{
+		{env: "", interval: time.Second},
+		{env: "0", interval: 0},
+		{env: "250ms", interval: 250 * time.Millisecond},
+		{env: "2m", interval: 2 * time.Minute, err: "STREAMDET_KAFKA_COMMIT_INTERVAL 2m0s: must be in [0, 1m0s]"},
+	} {
+		env := map[string]string{"STREAMDET_KAFKA_BROKERS": "127.0.0.1:9092"}
+		if tc.env != "" {
+			env["STREAMDET_KAFKA_COMMIT_INTERVAL"] = tc.env
+		}
+		c := FromEnv(envconf.Map(env))
+		if c.CommitInterval != tc.interval {
+			t.Errorf("%q: interval %v, want %v", tc.env, c.CommitInterval, tc.interval)
+		}
+		err := c.Validate()
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: Validate() = %v, want %q", tc.env, err, tc.err)
+		}
+		if _, err := NewConsumer(c, ConsumerConfig{Group: "g", Topic: "t"}); (tc.err == "") != (err == nil) {
+			t.Errorf("%q: NewConsumer: %v, want error %v", tc.env, err, tc.err != "")
+		}
+	}
+}
+
 // TestWriterWithoutLinger: with no linger, what one WriteMessages call gives a partition leaves
 // as one produce request, and the next call does not wait for company (one request each).
 func TestWriterWithoutLinger(t *testing.T) {

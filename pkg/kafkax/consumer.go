@@ -21,8 +21,17 @@ type Handler func(ctx context.Context, m kafka.Message) error
 
 // Consumer reads a topic in a consumer group and runs a Handler on several messages at once,
 // committing each partition's offsets in order: an offset is committed only when its message and
-// every earlier one of its partition have been handled. Concurrency bounds the uncommitted
-// window, not just the handlers running: a slow message holds back at most Concurrency-1 others.
+// every earlier one of its partition have been handled. Concurrency bounds the window of
+// messages not yet handled in order, not just the handlers running: a slow message holds back
+// at most Concurrency-1 others.
+//
+// Commits are coalesced (Config.CommitInterval): the first message handled after a quiet spell
+// is committed at once, those handled while a commit is due wait for the next one, so a
+// partition sees at most one OffsetCommit per interval whatever the message rate. Each commit
+// costs the group coordinator an append to __consumer_offsets; one per message cost the broker
+// as much CPU as a third of a frame's inference in the pipeline. After a crash, what was handled
+// since the last commit (at most an interval's worth) is delivered again; idempotent keys make
+// that harmless. A shutdown commits everything handled before the reader closes.
 //
 // Lifecycle: NewConsumer, then Run until its context ends; Run then stops fetching, lets the
 // messages in flight finish (within DrainTimeout), commits what finished and closes the reader.
@@ -35,15 +44,22 @@ type Consumer struct {
 	concurrency  int
 	drainTimeout time.Duration
 	log          *slog.Logger
-	window       chan struct{} // one token per delivery: fetched and neither committed nor dropped-and-finished
+	window       chan struct{} // one token per delivery: fetched and neither handled in order nor dropped-and-finished
 
 	mu    sync.Mutex
 	parts map[int]*partition
 	held  int // deliveries holding a window token (InFlight)
 
-	commitMu  sync.Mutex
+	commitMu  sync.Mutex    // serializes commits (held across the request)
 	committed map[int]int64 // highest offset committed per partition
 	commitFn  func(context.Context, ...kafka.Message) error
+
+	// interval > 0: handled prefixes wait in due (per partition, the highest) for the commit
+	// loop, woken by kick; 0: finish commits each prefix itself before returning its tokens.
+	interval time.Duration
+	dueMu    sync.Mutex
+	due      map[int]kafka.Message
+	kick     chan struct{}
 }
 
 // groupReader is what a Consumer needs of its *kafka.Reader (unit tests give it a fake).
@@ -54,14 +70,15 @@ type groupReader interface {
 }
 
 type partition struct {
-	pending []*delivery // fetched, in offset order, not yet committed
+	pending []*delivery // fetched, in offset order, not yet handled in order
 	next    int64       // the offset after the last one delivered
 }
 
 // delivery is one fetch of one message. Each delivery holds one window token, released exactly
-// once: when its offset is committed, or — if a rebalance rewind dropped it — when its handler
-// finishes. A message delivered again after a rewind is a new delivery, so a message in flight
-// across any number of rewinds never shares (and never leaks) a token.
+// once: when it and every earlier delivery of its partition are handled (and, with no commit
+// interval, committed), or — if a rebalance rewind dropped it — when its handler finishes. A
+// message delivered again after a rewind is a new delivery, so a message in flight across any
+// number of rewinds never shares (and never leaks) a token.
 type delivery struct {
 	m       kafka.Message
 	done    bool // handler finished successfully
@@ -72,7 +89,7 @@ type delivery struct {
 type ConsumerConfig struct {
 	Group        string
 	Topic        string
-	Concurrency  int           // uncommitted messages at once; default 1
+	Concurrency  int           // messages fetched and not yet handled in order; default 1
 	DrainTimeout time.Duration // how long Run waits for messages in flight at shutdown; default 30s
 	Logger       *slog.Logger
 	// OnAssign, when set, is called before the first message of a partition is handed to the
@@ -108,6 +125,9 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 	if cc.Logger == nil {
 		cc.Logger = slog.Default()
 	}
+	if err := cfg.validateCommitInterval(); err != nil {
+		return nil, err
+	}
 	r := kafka.NewReader(kafka.ReaderConfig{
 		Brokers: cfg.Brokers, GroupID: cc.Group, Topic: cc.Topic, Dialer: d,
 		StartOffset: kafka.FirstOffset, MinBytes: 1, MaxBytes: cfg.MaxMessageBytes + 1<<20,
@@ -120,6 +140,7 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 		reader: r, topic: cc.Topic, concurrency: cc.Concurrency, drainTimeout: cc.DrainTimeout, log: cc.Logger,
 		window: make(chan struct{}, cc.Concurrency), parts: map[int]*partition{}, committed: map[int]int64{},
 		commitFn: r.CommitMessages, onAssign: cc.OnAssign, onFetchError: cc.OnFetchError, fetchRetry: cc.FetchRetryTimeout,
+		interval: cfg.CommitInterval, due: map[int]kafka.Message{}, kick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -132,6 +153,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 	// SIGTERM finishes and is committed instead of being redone by the next owner.
 	hctx, hcancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer hcancel()
+	stopCommits := c.startCommits(hctx)
 	fetchCtx, stopFetch := context.WithCancel(ctx)
 	defer stopFetch()
 	var wg sync.WaitGroup
@@ -226,6 +248,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 			c.finish(hctx, d)
 		}(d)
 	}
+	drainBy := time.Now().Add(c.drainTimeout) // for the handlers in flight and the last commit
 	drained := make(chan struct{})
 	go func() { wg.Wait(); close(drained) }()
 	select {
@@ -235,13 +258,15 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		hcancel()
 		<-drained
 	}
+	stopCommits(drainBy) // commits what was handled, before the reader leaves the group
 	errMu.Lock()
 	defer errMu.Unlock()
 	return errors.Join(append(errs, c.reader.Close())...)
 }
 
-// InFlight is the number of deliveries holding a window token: not yet committed, or dropped by
-// a rewind and still running. (The fetch loop also holds one token while it waits for a message.)
+// InFlight is the number of deliveries holding a window token: not yet handled in order, or
+// dropped by a rewind and still running. (The fetch loop also holds one token while it waits
+// for a message.)
 func (c *Consumer) InFlight() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -275,6 +300,13 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 	// means the partition was (re)assigned: delivery now starts from the group's committed
 	// offset (a jump forward when another member advanced it meanwhile, or a rewind).
 	assigned = p == nil || m.Offset != p.next
+	if assigned && p != nil {
+		// The group's committed offset is the truth again: a commit still due for the partition
+		// would move it back after another member advanced it (only duplicates, but needless).
+		c.dueMu.Lock()
+		delete(c.due, m.Partition)
+		c.dueMu.Unlock()
+	}
 	if rewind := p != nil && len(p.pending) > 0 && m.Offset <= p.pending[len(p.pending)-1].m.Offset; p == nil || rewind {
 		// New partition, or a rewind after a rebalance: the group's committed offset is the
 		// truth again and what was pending will be delivered again. Tokens of the dropped
@@ -299,8 +331,9 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 	return d, assigned
 }
 
-// finish marks d handled, commits the longest handled prefix of its partition and returns the
-// window tokens of the deliveries committed (or d's own, if a rewind dropped it).
+// finish marks d handled, commits the longest handled prefix of its partition (or hands it to
+// the commit loop) and returns the window tokens of the deliveries in it (or d's own, if a
+// rewind dropped it).
 func (c *Consumer) finish(ctx context.Context, d *delivery) {
 	c.mu.Lock()
 	if d.dropped {
@@ -325,23 +358,115 @@ func (c *Consumer) finish(ctx context.Context, d *delivery) {
 	if last == nil {
 		return
 	}
-	c.commit(ctx, commit)
+	if c.interval > 0 {
+		c.dueMu.Lock()
+		if prev, ok := c.due[commit.Partition]; !ok || commit.Offset > prev.Offset {
+			c.due[commit.Partition] = commit
+		}
+		c.dueMu.Unlock()
+		select {
+		case c.kick <- struct{}{}:
+		default:
+		}
+	} else {
+		c.commit(ctx, commit)
+	}
 	c.mu.Lock()
 	c.release(popped)
 	c.mu.Unlock()
 }
 
-// commit commits up to m. kafka-go commits offset+1 of the message given. Commits are
-// serialized and never go backwards, whichever goroutine gets here first.
-func (c *Consumer) commit(ctx context.Context, m kafka.Message) {
+// commit commits up to each of ms (one per partition) in one request. kafka-go commits offset+1
+// of each message given. Commits are serialized and never go backwards, whichever goroutine
+// gets here first. It reports what it could not commit (nil when nothing was to be done).
+func (c *Consumer) commit(ctx context.Context, ms ...kafka.Message) []kafka.Message {
 	c.commitMu.Lock()
 	defer c.commitMu.Unlock()
-	if prev, ok := c.committed[m.Partition]; ok && m.Offset <= prev {
-		return
+	var send []kafka.Message
+	for _, m := range ms {
+		if prev, ok := c.committed[m.Partition]; !ok || m.Offset > prev {
+			send = append(send, m)
+		}
 	}
-	if err := c.commitFn(ctx, m); err != nil {
-		c.log.Warn("commit failed; the messages will be delivered again", "partition", m.Partition, "offset", m.Offset, "err", err)
-		return
+	if len(send) == 0 {
+		return nil
 	}
-	c.committed[m.Partition] = m.Offset
+	if err := c.commitFn(ctx, send...); err != nil {
+		c.log.Warn("commit failed; retried with the next one, or the messages are delivered again after a restart",
+			"topic", c.topic, "partitions", len(send), "err", err)
+		return send
+	}
+	for _, m := range send {
+		c.committed[m.Partition] = m.Offset
+	}
+	return nil
+}
+
+// startCommits runs the commit loop when commits are coalesced; the func it returns stops the
+// loop and commits what is still due, by the deadline it is given (what is left of the drain
+// timeout), so a drained shutdown leaves nothing handled uncommitted and still ends in time.
+func (c *Consumer) startCommits(ctx context.Context) (stop func(deadline time.Time)) {
+	if c.interval <= 0 {
+		return func(time.Time) {}
+	}
+	quit, done := make(chan struct{}), make(chan struct{})
+	ctx, cancel := context.WithCancel(ctx) // ends a commit still in flight at the deadline
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-c.kick:
+			case <-quit:
+				return
+			}
+			if failed := c.flushDue(ctx); len(failed) > 0 {
+				select { // retried after the interval even if nothing else is handled
+				case c.kick <- struct{}{}:
+				default:
+				}
+			}
+			t := time.NewTimer(c.interval) // at most one commit per interval
+			select {
+			case <-t.C:
+			case <-quit:
+				t.Stop()
+				return
+			}
+		}
+	}()
+	return func(deadline time.Time) {
+		close(quit)
+		t := time.AfterFunc(time.Until(deadline), cancel)
+		<-done
+		t.Stop()
+		cancel()
+		fctx, cancelFinal := context.WithDeadline(context.WithoutCancel(ctx), deadline)
+		defer cancelFinal()
+		if failed := c.flushDue(fctx); len(failed) > 0 {
+			c.log.Warn("final commit failed: what was handled since the last commit will be delivered again", "topic", c.topic, "partitions", len(failed))
+		}
+	}
+}
+
+// flushDue commits every partition's due prefix in one request. What fails stays due (unless a
+// later prefix of its partition became due meanwhile) and is retried at the next round.
+func (c *Consumer) flushDue(ctx context.Context) []kafka.Message {
+	c.dueMu.Lock()
+	ms := make([]kafka.Message, 0, len(c.due))
+	for _, m := range c.due {
+		ms = append(ms, m)
+	}
+	clear(c.due)
+	c.dueMu.Unlock()
+	failed := c.commit(ctx, ms...)
+	if len(failed) > 0 {
+		c.dueMu.Lock()
+		for _, m := range failed {
+			if _, newer := c.due[m.Partition]; !newer {
+				c.due[m.Partition] = m
+			}
+		}
+		c.dueMu.Unlock()
+	}
+	return failed
 }

@@ -21,15 +21,25 @@ type backend struct {
 	brokers []string
 	// topic creates a fresh topic with the given partitions and returns a client of the brokers.
 	topic func(t *testing.T, partitions int) (string, *kafka.Client)
+	// commitInterval is the consumers' Config.CommitInterval.
+	commitInterval time.Duration
 }
 
-// consumerSuite is every consumer-semantics test, run on b.
+func (b backend) config() Config {
+	return Config{Brokers: b.brokers, MaxMessageBytes: 1 << 20, CommitInterval: b.commitInterval}
+}
+
+// consumerSuite is every consumer-semantics test, run on b with each message committed as it is
+// handled and with commits coalesced (the services' default).
 func consumerSuite(t *testing.T, b backend) {
-	for name, f := range map[string]func(*testing.T, backend){
-		"ordered commits": orderedCommits, "redelivery after an error": redeliveryAfterError,
-		"drain on shutdown": drainOnShutdown, "group churn": groupChurn,
-	} {
-		t.Run(name, func(t *testing.T) { f(t, b) })
+	for _, interval := range []time.Duration{0, 200 * time.Millisecond} {
+		b.commitInterval = interval
+		for name, f := range map[string]func(*testing.T, backend){
+			"ordered commits": orderedCommits, "redelivery after an error": redeliveryAfterError,
+			"drain on shutdown": drainOnShutdown, "group churn": groupChurn,
+		} {
+			t.Run(fmt.Sprintf("%s/commit interval %v", name, interval), func(t *testing.T) { f(t, b) })
+		}
 	}
 }
 
@@ -83,7 +93,7 @@ func redeliveryAfterError(t *testing.T, b backend) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topic, client := b.topic(t, 1)
-	cfg := Config{Brokers: b.brokers, MaxMessageBytes: 1 << 20}
+	cfg := b.config()
 	produceN(ctx, t, cfg, topic, 20)
 	c, _ := NewConsumer(cfg, ConsumerConfig{Group: topic, Topic: topic, Concurrency: 1})
 	boom := errors.New("cannot handle 10")
@@ -135,7 +145,7 @@ func drainOnShutdown(t *testing.T, b backend) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topic, client := b.topic(t, 1)
-	cfg := Config{Brokers: b.brokers, MaxMessageBytes: 1 << 20}
+	cfg := b.config()
 	produceN(ctx, t, cfg, topic, 50)
 	c, _ := NewConsumer(cfg, ConsumerConfig{Group: topic, Topic: topic, Concurrency: 8, DrainTimeout: 10 * time.Second})
 	started := make(chan struct{}, 64)
@@ -175,7 +185,7 @@ func orderedCommits(t *testing.T, b backend) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	topic, client := b.topic(t, 1)
-	cfg := Config{Brokers: b.brokers, MaxMessageBytes: 1 << 20}
+	cfg := b.config()
 	w, _ := cfg.Writer(topic)
 	const n, stuck = 300, 50
 	var msgs []kafka.Message
@@ -233,7 +243,7 @@ func orderedCommits(t *testing.T, b backend) {
 	k := len(handled)
 	mu.Unlock()
 	if k > stuck+15 {
-		t.Fatalf("%d messages handled with offset %d stuck and a window of 16: the uncommitted window is not bounded", k, stuck)
+		t.Fatalf("%d messages handled with offset %d stuck and a window of 16: the window is not bounded", k, stuck)
 	}
 	if got := committed(); got > stuck {
 		t.Fatalf("committed offset %d passes the unfinished message at %d", got, stuck)
@@ -262,7 +272,7 @@ func groupChurn(t *testing.T, b backend) {
 	defer cancel()
 	const parts, n = 4, 800
 	topic, client := b.topic(t, parts)
-	cfg := Config{Brokers: b.brokers, MaxMessageBytes: 1 << 20}
+	cfg := b.config()
 	w, _ := cfg.Writer(topic)
 	defer w.Close()
 
