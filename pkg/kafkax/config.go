@@ -51,10 +51,14 @@ type Config struct {
 	// every frame's latency and rarely finds a second message to batch with.
 	Linger time.Duration
 	// CommitInterval is the least time between two offset commits of a consumer.
-	// STREAMDET_KAFKA_COMMIT_INTERVAL, default 1s (FromEnv); 0 commits each message as it is
+	// STREAMDET_KAFKA_COMMIT_INTERVAL, default 200ms (FromEnv); 0 commits each message as it is
 	// handled, before its place in the window is given back. A message handled after a quiet
 	// spell is committed at once; those handled while a commit is due wait for it, so a crash
-	// redelivers at most an interval's worth (duplicates, which idempotent keys absorb).
+	// redelivers at most an interval's worth (duplicates, which idempotent keys absorb). So does
+	// a rebalance: kafka-go's Reader tells nobody that partitions are being revoked, so what is
+	// due cannot be committed first (Java's consumer and franz-go do, and default to 5 s); hence
+	// an interval short enough that a scale-up or -down redoes little, and long enough that a
+	// consumer sends a handful of commits a second whatever its message rate.
 	CommitInterval time.Duration
 }
 
@@ -71,7 +75,7 @@ func FromEnv(env envconf.Env) Config {
 		SASLPassword:    env.Secret("STREAMDET_KAFKA_SASL_PASSWORD"),
 		MaxMessageBytes: env.Int("STREAMDET_KAFKA_MAX_MESSAGE_BYTES", 10<<20),
 		Linger:          env.Duration("STREAMDET_KAFKA_LINGER", 0),
-		CommitInterval:  env.Duration("STREAMDET_KAFKA_COMMIT_INTERVAL", time.Second),
+		CommitInterval:  env.Duration("STREAMDET_KAFKA_COMMIT_INTERVAL", 200*time.Millisecond),
 	}
 }
 

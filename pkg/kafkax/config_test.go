@@ -67,7 +67,7 @@ func TestConfigCommitInterval(t *testing.T) {
 		interval time.Duration
 		err      string
 	}{
-		{env: "", interval: time.Second},
+		{env: "", interval: 200 * time.Millisecond},
 		{env: "0", interval: 0},
 		{env: "250ms", interval: 250 * time.Millisecond},
 		{env: "2m", interval: 2 * time.Minute, err: "STREAMDET_KAFKA_COMMIT_INTERVAL 2m0s: must be in [0, 1m0s]"},

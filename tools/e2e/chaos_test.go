@@ -119,8 +119,8 @@ type chaosResult struct {
 const ingestConcurrency, detectConcurrency = 8, 4
 
 // commitWindow is what a consumer may have handled since its last offset commit: the load's 10
-// frames/s over the services' default STREAMDET_KAFKA_COMMIT_INTERVAL of 1 s.
-const commitWindow = 10
+// frames/s over the services' default STREAMDET_KAFKA_COMMIT_INTERVAL of 200 ms.
+const commitWindow = 2
 
 // rssBound is each service's documented memory bound: the Helm chart's limits.
 var rssBound = map[string]float64{"ingest": 512, "detect": 2048, "sink": 512}
