@@ -47,7 +47,7 @@ func (r *recorder) n() int {
 
 func coalescing(interval time.Duration, r *recorder) *Consumer {
 	return &Consumer{topic: "t", window: make(chan struct{}, 1024), parts: map[int]*partition{}, committed: map[int]int64{},
-		log: slog.New(slog.DiscardHandler), commitFn: r.commit, interval: interval, due: map[int]kafka.Message{}, kick: make(chan struct{}, 1)}
+		log: slog.New(slog.DiscardHandler), commitFn: r.commit, interval: interval, due: map[int]kafka.Message{}, assigns: map[int]uint64{}, kick: make(chan struct{}, 1)}
 }
 
 func deliver(c *Consumer, part int, off int64) *delivery {
@@ -156,6 +156,43 @@ func TestRewindDropsDueCommit(t *testing.T) {
 	deliver(c, 3, 10) // delivered again: the partition was reassigned
 	if failed := c.flushDue(context.Background()); failed != nil || r.n() != 0 {
 		t.Fatalf("a commit from before the rewind was sent (%d requests)", r.n())
+	}
+}
+
+// TestReassignDuringFailedCommit: a commit that fails while its partition is reassigned is not
+// put back as due: sent later it would move the group's offset back behind the new owner's.
+func TestReassignDuringFailedCommit(t *testing.T) {
+	r := &recorder{gate: make(chan struct{}), fail: 1}
+	c := coalescing(time.Hour, r)
+	for off := int64(10); off < 13; off++ {
+		c.finish(context.Background(), deliver(c, 3, off))
+	}
+	failed := make(chan []kafka.Message)
+	go func() { failed <- c.flushDue(context.Background()) }()
+	for r.n() == 0 { // the commit of offset 12 is in flight
+		time.Sleep(time.Millisecond)
+	}
+	deliver(c, 3, 40) // the partition was reassigned meanwhile (another member advanced it)
+	close(r.gate)
+	if f := <-failed; len(f) != 1 {
+		t.Fatalf("flushDue reported %d failed commits, want 1", len(f))
+	}
+	c.dueMu.Lock()
+	m, requeued := c.due[3]
+	c.dueMu.Unlock()
+	if requeued {
+		t.Fatalf("the failed commit of offset %d was put back after the partition was reassigned", m.Offset)
+	}
+	c.finish(context.Background(), deliver(c, 0, 5)) // another partition's failure is still retried
+	r.fail = 1
+	if f := c.flushDue(context.Background()); len(f) != 1 {
+		t.Fatalf("flushDue reported %d failed commits, want 1", len(f))
+	}
+	c.dueMu.Lock()
+	_, requeued = c.due[0]
+	c.dueMu.Unlock()
+	if !requeued {
+		t.Fatal("a failed commit of a partition still owned was not kept for the next round")
 	}
 }
 

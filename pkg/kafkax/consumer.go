@@ -59,6 +59,7 @@ type Consumer struct {
 	interval time.Duration
 	dueMu    sync.Mutex
 	due      map[int]kafka.Message
+	assigns  map[int]uint64 // per partition, how many times it was reassigned (guarded by dueMu)
 	kick     chan struct{}
 }
 
@@ -140,7 +141,7 @@ func NewConsumer(cfg Config, cc ConsumerConfig) (*Consumer, error) {
 		reader: r, topic: cc.Topic, concurrency: cc.Concurrency, drainTimeout: cc.DrainTimeout, log: cc.Logger,
 		window: make(chan struct{}, cc.Concurrency), parts: map[int]*partition{}, committed: map[int]int64{},
 		commitFn: r.CommitMessages, onAssign: cc.OnAssign, onFetchError: cc.OnFetchError, fetchRetry: cc.FetchRetryTimeout,
-		interval: cfg.CommitInterval, due: map[int]kafka.Message{}, kick: make(chan struct{}, 1),
+		interval: cfg.CommitInterval, due: map[int]kafka.Message{}, assigns: map[int]uint64{}, kick: make(chan struct{}, 1),
 	}, nil
 }
 
@@ -303,8 +304,10 @@ func (c *Consumer) track(m kafka.Message) (d *delivery, assigned bool) {
 	if assigned && p != nil {
 		// The group's committed offset is the truth again: a commit still due for the partition
 		// would move it back after another member advanced it (only duplicates, but needless).
+		// A commit of the old assignment that is in flight now and fails is not put back either.
 		c.dueMu.Lock()
 		delete(c.due, m.Partition)
+		c.assigns[m.Partition]++
 		c.dueMu.Unlock()
 	}
 	if rewind := p != nil && len(p.pending) > 0 && m.Offset <= p.pending[len(p.pending)-1].m.Offset; p == nil || rewind {
@@ -448,13 +451,17 @@ func (c *Consumer) startCommits(ctx context.Context) (stop func(deadline time.Ti
 	}
 }
 
-// flushDue commits every partition's due prefix in one request. What fails stays due (unless a
-// later prefix of its partition became due meanwhile) and is retried at the next round.
+// flushDue commits every partition's due prefix in one request. What fails stays due — unless
+// a later prefix of its partition became due meanwhile, or the partition was reassigned while
+// the request was in flight (the group's offset is the truth again) — and is retried at the
+// next round.
 func (c *Consumer) flushDue(ctx context.Context) []kafka.Message {
 	c.dueMu.Lock()
 	ms := make([]kafka.Message, 0, len(c.due))
-	for _, m := range c.due {
+	assigns := make(map[int]uint64, len(c.due))
+	for p, m := range c.due {
 		ms = append(ms, m)
+		assigns[p] = c.assigns[p]
 	}
 	clear(c.due)
 	c.dueMu.Unlock()
@@ -462,7 +469,8 @@ func (c *Consumer) flushDue(ctx context.Context) []kafka.Message {
 	if len(failed) > 0 {
 		c.dueMu.Lock()
 		for _, m := range failed {
-			if _, newer := c.due[m.Partition]; !newer {
+			_, newer := c.due[m.Partition]
+			if !newer && c.assigns[m.Partition] == assigns[m.Partition] {
 				c.due[m.Partition] = m
 			}
 		}

@@ -49,7 +49,7 @@ func (r *scriptedReader) Close() error             { return nil }
 
 func fakeConsumer(r groupReader, retry time.Duration, onErr func(error)) *Consumer {
 	return &Consumer{reader: r, topic: "t", concurrency: 4, drainTimeout: time.Second, log: slog.New(slog.DiscardHandler),
-		window: make(chan struct{}, 4), parts: map[int]*partition{}, committed: map[int]int64{},
+		window: make(chan struct{}, 4), parts: map[int]*partition{}, committed: map[int]int64{}, assigns: map[int]uint64{},
 		commitFn: func(context.Context, ...kafka.Message) error { return nil }, onFetchError: onErr, fetchRetry: retry}
 }
 

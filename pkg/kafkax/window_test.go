@@ -40,7 +40,7 @@ func TestWindowSurvivesRewinds(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var mu sync.Mutex
 			var commits []int64
-			c := &Consumer{window: make(chan struct{}, 64), parts: map[int]*partition{}, committed: map[int]int64{}, log: slog.Default(),
+			c := &Consumer{window: make(chan struct{}, 64), parts: map[int]*partition{}, committed: map[int]int64{}, assigns: map[int]uint64{}, log: slog.Default(),
 				commitFn: func(_ context.Context, ms ...kafka.Message) error {
 					mu.Lock()
 					defer mu.Unlock()
@@ -89,7 +89,7 @@ func TestWindowSurvivesRewinds(t *testing.T) {
 // jump, deliveries still pending finish and commit in order.
 func TestAssignedOnAnyBreak(t *testing.T) {
 	var commits []int64
-	c := &Consumer{window: make(chan struct{}, 64), parts: map[int]*partition{}, committed: map[int]int64{}, log: slog.Default(),
+	c := &Consumer{window: make(chan struct{}, 64), parts: map[int]*partition{}, committed: map[int]int64{}, assigns: map[int]uint64{}, log: slog.Default(),
 		commitFn: func(_ context.Context, ms ...kafka.Message) error {
 			commits = append(commits, ms[len(ms)-1].Offset)
 			return nil
