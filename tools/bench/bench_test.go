@@ -45,7 +45,7 @@ func TestClassify(t *testing.T) {
 		{"ingest", []string{"bin/ingest"}, Ingest},
 		{"sink", []string{"./sink"}, Sink},
 		{"detctl", []string{"detctl", "dev"}, Detctl},
-		{"detctl", []string{"detctl", "bench", "x.jpg"}, Unknown}, // the benchmark itself is not counted
+		{"detctl", []string{"detctl", "bench", "x.jpg"}, Load}, // the load generator: reported apart
 		{"java", []string{"java", "-Xmx768m", "-cp", "libs/*", "kafka.Kafka", "server.properties"}, Kafka},
 		{"java", []string{"java", "-jar", "other.jar"}, Unknown},
 		{"minio", []string{"/cache/bin/minio", "server"}, MinIO},
@@ -72,16 +72,17 @@ func TestSample(t *testing.T) {
 	proc("11", "detect", "/bin/detect", "11 (detect) S 1 11 11 0 -1 0 0 0 0 0 100 0 0 0 20 0 9 0") // a second replica
 	proc("12", "java", "java -cp x kafka.Kafka p", "12 (java) S 1 12 12 0 -1 0 0 0 0 0 50 50 0 0 20 0 9 0")
 	proc("13", "bash", "bash", "13 (bash) S 1 13 13 0 -1 0 0 0 0 0 999 999 0 0 20 0 9 0")
+	proc("14", "detctl", "bin/detctl bench --rate max frames", "14 (detctl) S 1 14 14 0 -1 0 0 0 0 0 150 50 0 0 20 0 9 0")
 	os.MkdirAll(filepath.Join(dir, "self"), 0o755)
 	c, err := Sample(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c[Detect] != 5 || c[Kafka] != 1 || len(c) != 2 || c.Own() != 5 || c.Total() != 6 {
-		t.Fatalf("%v", c)
+	if c[Detect] != 5 || c[Kafka] != 1 || c[Load] != 2 || len(c) != 3 || c.Own() != 5 || c.Total() != 6 {
+		t.Fatalf("%v (the load generator is reported, not counted in own or total)", c)
 	}
-	if gs := c.Groups(); len(gs) != 2 || gs[0] != Detect {
-		t.Fatalf("groups %v", gs)
+	if gs := c.Groups(); len(gs) != 3 || gs[0] != Detect || gs[1] != Kafka || gs[2] != Load {
+		t.Fatalf("groups %v, want detect, kafka, load", gs)
 	}
 	if d := (CPU{Detect: 7, Sink: 1}).Sub(c); d[Detect] != 2 || d[Sink] != 1 || d[Kafka] != 0 {
 		t.Fatalf("sub %v", d)

@@ -19,15 +19,18 @@ type Group string
 
 // The groups detctl bench reports: streamdet's own processes, then its dependencies.
 const (
-	Ingest  Group = "ingest"
-	Detect  Group = "detect"
-	Sink    Group = "sink"
-	Detctl  Group = "detctl" // the embedded all-in-one (detctl dev): all three services in one process
-	Kafka   Group = "kafka"
-	MinIO   Group = "minio"
-	Redis   Group = "redis"
-	Jaeger  Group = "jaeger"
-	Prom    Group = "prometheus"
+	Ingest Group = "ingest"
+	Detect Group = "detect"
+	Sink   Group = "sink"
+	Detctl Group = "detctl" // the embedded all-in-one (detctl dev): all three services in one process
+	Kafka  Group = "kafka"
+	MinIO  Group = "minio"
+	Redis  Group = "redis"
+	Jaeger Group = "jaeger"
+	Prom   Group = "prometheus"
+	// Load is detctl bench itself, the load generator: reported (it shares the machine's cores
+	// with what it measures, where real producers would not), never counted in Own or Total.
+	Load    Group = "load"
 	Unknown Group = ""
 )
 
@@ -49,6 +52,8 @@ func Classify(comm string, cmdline []string) Group {
 		return Sink
 	case (exe == "detctl" || comm == "detctl") && len(cmdline) > 1 && cmdline[1] == "dev":
 		return Detctl
+	case (exe == "detctl" || comm == "detctl") && len(cmdline) > 1 && cmdline[1] == "bench":
+		return Load
 	case exe == "java" && containsArg(cmdline, "kafka.Kafka"):
 		return Kafka
 	case exe == "minio" || comm == "minio":
@@ -146,15 +151,25 @@ func (c CPU) Sub(prev CPU) CPU {
 	return out
 }
 
-// Groups returns the groups present, streamdet's own first, each part sorted.
+// Groups returns the groups present: streamdet's own, its dependencies, then the load
+// generator, each part sorted.
 func (c CPU) Groups() []Group {
 	var gs []Group
 	for g := range c {
 		gs = append(gs, g)
 	}
+	rank := func(g Group) int {
+		switch {
+		case g.Own():
+			return 0
+		case g == Load:
+			return 2
+		}
+		return 1
+	}
 	sort.Slice(gs, func(i, j int) bool {
-		if gs[i].Own() != gs[j].Own() {
-			return gs[i].Own()
+		if ri, rj := rank(gs[i]), rank(gs[j]); ri != rj {
+			return ri < rj
 		}
 		return gs[i] < gs[j]
 	})
@@ -172,11 +187,14 @@ func (c CPU) Own() float64 {
 	return t
 }
 
-// Total is the CPU seconds of every group.
+// Total is the CPU seconds of streamdet and its dependencies: every group but the load
+// generator.
 func (c CPU) Total() float64 {
 	t := 0.0
-	for _, v := range c {
-		t += v
+	for g, v := range c {
+		if g != Load {
+			t += v
+		}
 	}
 	return t
 }

@@ -381,7 +381,7 @@ func printSteps(w io.Writer, steps []bench.Step) {
 		fmt.Fprintf(tw, "%.1f\t%.1f\t\n", s.OwnCPUms, s.TotalCPUms)
 	}
 	tw.Flush()
-	fmt.Fprintln(w, "(fps: frames back per second; latency: raw frame produced → detections read; CPU: ms per frame, from /proc)")
+	fmt.Fprintln(w, "(fps: frames back per second; latency: raw frame produced → detections read; CPU: ms per frame, from /proc;\n load: detctl bench itself, sharing the cores, not in own or all)")
 	for _, s := range steps {
 		for _, b := range s.Baselines {
 			if b.FPS <= 0 || b.CPUms <= 0 || b.LatencyMS <= 0 {
