@@ -74,20 +74,34 @@ base() {
 
 have() { buildah inspect --type image "$1" >/dev/null 2>&1; }
 
-# prune_replaced removes the images a rebuild took their tags from: untagged now, and only ever
-# named localhost/streamdet-* (buildah keeps each image's name history). Without it every build
-# on a machine leaves its previous builder, bases and images behind (~1 GB per make test).
-# Nothing else is touched: not other projects' images, not the layer cache of --layers.
+# prune_replaced removes what earlier builds left that no later build can use: the images a
+# rebuild took their tags from (untagged now, and only ever named localhost/streamdet-*: buildah
+# keeps each image's name history), and the build stage's last image of all builds but the
+# newest (buildah keeps it under a temporary "-tmp" name as the stage's cache; it holds the
+# sources and the binaries, ~1 GB, and is found by the stage's Go cache id in its history).
+# Nothing else is touched: not other projects' images, not the newest build's cache, not an
+# image a container still uses (rmi is not forced).
 prune_replaced() {
-  local id hist n ours names
+  local id hist n ours tmp names stages=()
   while read -r id hist; do
     [[ -n $hist ]] || continue
-    ours=1
+    ours=1 tmp=1
     IFS=', ' read -r -a names <<<"$hist"
-    for n in "${names[@]}"; do [[ -z $n || $n == localhost/streamdet-* ]] || ours=0; done
+    for n in "${names[@]}"; do
+      [[ -z $n || $n == localhost/streamdet-* ]] || ours=0
+      [[ -z $n || $n == *-tmp:latest ]] || tmp=0
+    done
+    if ((!ours && tmp)) && buildah inspect --type image --format '{{range .Docker.History}}{{.CreatedBy}}{{end}}' "$id" 2>/dev/null | grep -q 'id=streamdet-gomod'; then
+      stages+=("$(buildah inspect --type image --format '{{.OCIv1.Created.Unix}}' "$id") $id")
+      continue
+    fi
     ((ours)) || continue
     buildah rmi "$id" >/dev/null 2>&1 && log "removed $id (was ${names[0]})" || true
   done < <(buildah images --history --filter dangling=true --noheading --format '{{.ID}} {{.History}}')
+  ((${#stages[@]} > 1)) || return 0
+  printf '%s\n' "${stages[@]}" | sort -n | head -n -1 | while read -r _ id; do
+    buildah rmi "$id" >/dev/null 2>&1 && log "removed $id (an earlier build's build stage)" || true
+  done
 }
 
 bases() {
