@@ -130,6 +130,7 @@ func (r *rig) start(t *testing.T, argv []string, env ...string) *edgeProc {
 		t.Fatal(err)
 	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	testenv.KillWithTest(p.cmd)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

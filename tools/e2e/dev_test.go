@@ -28,6 +28,7 @@ func devStack(t *testing.T) ([]string, map[string]string) {
 	logf, _ := os.Create(filepath.Join(t.TempDir(), "dev.log"))
 	cmd.Stderr = logf
 	out, _ := cmd.StdoutPipe()
+	testenv.KillWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

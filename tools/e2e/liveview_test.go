@@ -46,6 +46,7 @@ func TestIntegrationLiveView(t *testing.T) {
 	prod := exec.CommandContext(ctx, filepath.Join(binaries(t), "detctl"), "produce", "--stream", "live", "--streams", "2", "--loop", "0", "--fps", "2",
 		testenv.Shared(t, "images", "dog.jpg"), testenv.Shared(t, "images", "person.jpg"))
 	prod.Env = append(os.Environ(), env...)
+	testenv.KillWithTest(prod)
 	if err := prod.Start(); err != nil {
 		t.Fatal(err)
 	}

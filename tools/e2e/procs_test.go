@@ -119,6 +119,7 @@ func startService(t *testing.T, name string, env []string) *proc {
 	prefix := "STREAMDET_" + strings.ToUpper(name) + "_"
 	cmd.Env = append(append(append(os.Environ(), prefix+"TOKENS_FILE="+tokensFile(t)), env...), prefix+"ADDR="+addr)
 	cmd.Stdout, cmd.Stderr = f, f
+	testenv.KillWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -42,6 +42,7 @@ func startController(t *testing.T, env []string, model string) *controller {
 	c.cmd.Env = append(os.Environ(), env...)
 	w := &lockedWriter{b: c.out, mu: c.mu}
 	c.cmd.Stdout, c.cmd.Stderr = w, w
+	testenv.KillWithTest(c.cmd)
 	if err := c.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -37,6 +37,7 @@ func ownRedis(t *testing.T) (addr, password string, cmd *exec.Cmd) {
 	password = fmt.Sprintf("pw-%d", time.Now().UnixNano())
 	cmd = exec.Command("redis-server", "-")
 	cmd.Stdin = strings.NewReader(fmt.Sprintf("port %s\nbind 127.0.0.1\nrequirepass %s\nsave \"\"\nappendonly no\n", port, password))
+	testenv.KillWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v", err)
 	}

@@ -224,6 +224,7 @@ func TestIntegrationSecure(t *testing.T) {
 	done := make(chan error, 1)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
+	testenv.KillWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
