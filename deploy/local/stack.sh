@@ -38,6 +38,8 @@ KAFKA_PORT=${STREAMDET_KAFKA_PORT:-9092}
 BROKERS=${STREAMDET_BROKERS:-1}
 [[ $BROKERS == 1 || $BROKERS == 3 ]] || { echo "STREAMDET_BROKERS=$BROKERS: 1 or 3" >&2; exit 2; }
 KAFKA_CONTROLLER_PORT=${STREAMDET_KAFKA_CONTROLLER_PORT:-9093}
+# The single broker's heap and collector (its GC log goes to logs/kafka-gc.log).
+KAFKA_JVM_OPTS=${STREAMDET_KAFKA_JVM_OPTS:--Xms256m -Xmx768m -XX:+UseG1GC}
 MINIO_PORT=${STREAMDET_MINIO_PORT:-9000}
 MINIO_CONSOLE_PORT=${STREAMDET_MINIO_CONSOLE_PORT:-9001}
 REDIS_PORT=${STREAMDET_REDIS_PORT:-6379}
@@ -256,7 +258,9 @@ start_kafka() {
     java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$STATE/server.properties" \
       >"$LOGS/kafka-format.log" 2>&1 || fail kafka "$LOGS/kafka-format.log" "kafka-storage format"
   fi
-  setsid nohup "${BATCH[@]}" java -Xms256m -Xmx768m -XX:+UseG1GC -Djava.awt.headless=true \
+  # shellcheck disable=SC2086 # KAFKA_JVM_OPTS is a list of JVM flags
+  setsid nohup "${BATCH[@]}" java $KAFKA_JVM_OPTS -Xlog:gc:file="$LOGS/kafka-gc.log":time,uptime:filecount=2,filesize=10m \
+    -Djava.awt.headless=true \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
     -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$STATE/server.properties" >"$logf" 2>&1 </dev/null &
