@@ -125,17 +125,21 @@ cover: ## statement coverage of pkg/ and services/ by the tests that need no ser
 	@$(GO) run ./tools/cmd/coverreport .cache/cover.out
 
 # test starts the stack when it is not running and stops it again afterwards if it started it.
+# $(call timed,STEP,COMMAND): runs COMMAND, then prints how long STEP took (make test's log shows
+# where a fresh machine's time goes against the 40-minute budget), keeping COMMAND's exit status.
+timed = s=$$(date +%s); rc=0; $(2) || rc=$$?; echo "[test] $(1): $$(( $$(date +%s) - s )) s"; exit $$rc
+
 test: ## lint, unit tests, then integration tests against the real local stack
-	@$(MAKE) --no-print-directory lint
-	@$(MAKE) --no-print-directory vuln
-	@$(MAKE) --no-print-directory unit
-	@$(MAKE) --no-print-directory coco-reference
-	@FUZZTIME=20s $(MAKE) --no-print-directory fuzz
-	@$(MAKE) --no-print-directory images
-	@$(MAKE) --no-print-directory edge-arm64
-	@started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
+	@$(call timed,lint,$(MAKE) --no-print-directory lint)
+	@$(call timed,vuln,$(MAKE) --no-print-directory vuln)
+	@$(call timed,unit,$(MAKE) --no-print-directory unit)
+	@$(call timed,coco-reference,$(MAKE) --no-print-directory coco-reference)
+	@$(call timed,fuzz,FUZZTIME=20s $(MAKE) --no-print-directory fuzz)
+	@$(call timed,images,$(MAKE) --no-print-directory images)
+	@$(call timed,edge-arm64,$(MAKE) --no-print-directory edge-arm64)
+	@s=$$(date +%s); started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
 	  rc=0; STREAMDET_IMAGE_TAG=test-amd64 STREAMDET_EDGE_ARM64_REQUIRED=1 $(MAKE) --no-print-directory integration || rc=$$?; \
-	  if [[ $$started == 1 ]]; then $(STACK) down; fi; exit $$rc
+	  if [[ $$started == 1 ]]; then $(STACK) down; fi; echo "[test] stack and integration: $$(( $$(date +%s) - s )) s"; exit $$rc
 
 # The demo runs the whole pipeline in-process (embedded Kafka, S3 and Redis; nothing else
 # installed beyond the ONNX Runtime library that `stack.sh install` fetches). Model and frames
