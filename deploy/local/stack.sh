@@ -258,8 +258,9 @@ start_kafka() {
     java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$STATE/server.properties" \
       >"$LOGS/kafka-format.log" 2>&1 || fail kafka "$LOGS/kafka-format.log" "kafka-storage format"
   fi
-  # shellcheck disable=SC2086 # KAFKA_JVM_OPTS is a list of JVM flags
-  setsid nohup "${BATCH[@]}" java $KAFKA_JVM_OPTS -Xlog:gc:file="$LOGS/kafka-gc.log":time,uptime:filecount=2,filesize=10m \
+  local jvm
+  read -r -a jvm <<<"$KAFKA_JVM_OPTS" # a list of JVM flags: split on blanks, never globbed
+  setsid nohup "${BATCH[@]}" java "${jvm[@]}" -Xlog:gc:file="$LOGS/kafka-gc.log":time,uptime:filecount=2,filesize=10m \
     -Djava.awt.headless=true \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn \
     -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
