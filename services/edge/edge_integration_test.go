@@ -38,8 +38,8 @@ type rig struct {
 	stack   testenv.Stack
 	root    string
 	bin     string
-	kafka   string // the private broker
-	kdir    string
+	kafka   string // the private broker's address
+	aux     *testenv.KafkaAux
 	dog     []contract.Detection
 	amd64   []contract.Detection // what the amd64 build detected on the video's frames
 	schemas *contract.Schemas
@@ -54,10 +54,8 @@ func newRig(t *testing.T) *rig {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build streamdet-edge: %v\n%s", err, out)
 	}
-	r.kdir = t.TempDir()
-	r.kafka = testenv.FreeAddr(t)
-	r.kafkaCtl(t, "start")
-	t.Cleanup(func() { r.kafkaCtl(t, "stop") })
+	r.aux, _ = testenv.StartKafkaAux(t)
+	r.kafka = r.aux.Addr
 	var err error
 	if r.schemas, err = contract.LoadSchemas(filepath.Join(root, "schemas", contract.SchemaVersion)); err != nil {
 		t.Fatal(err)
@@ -79,16 +77,6 @@ func newRig(t *testing.T) *rig {
 		}
 	}
 	return r
-}
-
-// kafkaCtl starts or stops the private broker.
-func (r *rig) kafkaCtl(t *testing.T, action string) {
-	t.Helper()
-	port := r.kafka[strings.LastIndex(r.kafka, ":")+1:]
-	cmd := exec.Command(filepath.Join(r.root, "deploy/local/stack.sh"), "kafka-aux", action, r.kdir, port)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("kafka-aux %s: %v\n%s", action, err, out)
-	}
 }
 
 // video makes a video of the dog photograph, seconds long at fps (H.264, as a camera sends).
@@ -414,7 +402,7 @@ func TestIntegrationEdge(t *testing.T) {
 		p := r.start(t, nil, append(staticModel(t), "STREAMDET_EDGE_DEVICE_ID=box2", "STREAMDET_EDGE_DATA_DIR="+t.TempDir(),
 			"STREAMDET_EDGE_CAMERAS=gate="+vid, "STREAMDET_EDGE_FPS=4")...)
 		p.waitFor("forwarding", 60*time.Second, func(st contract.DeviceStatus) bool { return st.Forwarded > 5 })
-		r.kafkaCtl(t, "stop")
+		r.aux.Stop(t)
 		down := time.Now()
 		st := p.waitFor("the outage noticed", 30*time.Second, func(st contract.DeviceStatus) bool { return st.Uplink != "ok" && st.Queue.Depth > 0 })
 		time.Sleep(time.Until(down.Add(60 * time.Second)))
@@ -424,7 +412,7 @@ func TestIntegrationEdge(t *testing.T) {
 		if queued < 150 {
 			t.Fatalf("only %d detections queued in a 60 s outage at 4 fps", queued)
 		}
-		r.kafkaCtl(t, "start")
+		r.aux.Start(t)
 		st = p.waitFor("the video detected and the queue forwarded", 120*time.Second, cameraDone("gate"))
 		ds := r.central(t, "box2.gate", int(st.Detected))
 		seqs, dups := sequences(t, ds)
@@ -449,7 +437,7 @@ func TestIntegrationEdge(t *testing.T) {
 		env := append(staticModel(t), "STREAMDET_EDGE_DEVICE_ID=box3", "STREAMDET_EDGE_DATA_DIR="+data, "STREAMDET_EDGE_FPS=4")
 		p := r.start(t, nil, append(env, "STREAMDET_EDGE_CAMERAS=gate="+long)...)
 		p.waitFor("forwarding", 60*time.Second, func(st contract.DeviceStatus) bool { return st.Forwarded > 5 })
-		r.kafkaCtl(t, "stop")
+		r.aux.Stop(t)
 		st := p.waitFor("40 detections queued", 60*time.Second, func(st contract.DeviceStatus) bool { return st.Queue.Depth >= 40 })
 		p.kill9()
 		t.Logf("killed with %d queued, %d detected", st.Queue.Depth, st.Detected)
@@ -458,7 +446,7 @@ func TestIntegrationEdge(t *testing.T) {
 		if st2.Queue.Depth < 40 {
 			t.Fatalf("after kill -9 the queue holds %d, want ≥ 40", st2.Queue.Depth)
 		}
-		r.kafkaCtl(t, "start")
+		r.aux.Start(t)
 		p.waitFor("the short video detected and everything forwarded", 120*time.Second, cameraDone("gate"))
 		ds := r.central(t, "box3.gate", 0)
 		seqs, dups := sequences(t, ds)
@@ -479,7 +467,7 @@ func TestIntegrationEdge(t *testing.T) {
 		p := r.start(t, nil, append(staticModel(t), "STREAMDET_EDGE_DEVICE_ID=box4", "STREAMDET_EDGE_DATA_DIR="+t.TempDir(),
 			"STREAMDET_EDGE_CAMERAS=gate="+vid, "STREAMDET_EDGE_FPS=8", "STREAMDET_EDGE_QUEUE_MAX_BYTES="+strconv.Itoa(bound))...)
 		p.waitFor("forwarding", 60*time.Second, func(st contract.DeviceStatus) bool { return st.Forwarded > 5 })
-		r.kafkaCtl(t, "stop")
+		r.aux.Stop(t)
 		var maxRSS int64
 		st := p.waitFor("drops", 60*time.Second, func(st contract.DeviceStatus) bool {
 			maxRSS = max(maxRSS, p.rss())
@@ -488,7 +476,7 @@ func TestIntegrationEdge(t *testing.T) {
 		if st.Queue.Bytes > bound {
 			t.Fatalf("queue holds %d bytes over its bound %d", st.Queue.Bytes, bound)
 		}
-		r.kafkaCtl(t, "start")
+		r.aux.Start(t)
 		st = p.waitFor("the rest forwarded", 120*time.Second, func(st contract.DeviceStatus) bool {
 			maxRSS = max(maxRSS, p.rss())
 			return cameraDone("gate")(st)

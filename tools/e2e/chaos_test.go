@@ -166,6 +166,7 @@ type chaos struct {
 	root, stack          string
 	dir                  string
 	base                 int
+	kafkaDir             string // the cluster's state (stack.sh kafka-cluster DIR)
 	brokers              []string
 	minio                *aux
 	minioBin             string
@@ -187,7 +188,30 @@ type aux struct {
 	log        string
 }
 
+// start starts a (again) on its address, failing the test when it does not come up.
 func (a *aux) start(t *testing.T) {
+	t.Helper()
+	if err := a.launch(t); err != nil {
+		t.Fatalf("%v\n%s", err, tail(a.log))
+	}
+}
+
+// startOnFreshPort starts a for the first time on a reserved port that configure gives it
+// (args, ready), and again on a fresh one when the port was taken (testenv.StartRetry).
+func (a *aux) startOnFreshPort(t *testing.T, configure func(addr string)) {
+	t.Helper()
+	testenv.StartRetry(t, 3, 1, func(port int) (string, error) {
+		a.addr = "127.0.0.1:" + strconv.Itoa(port)
+		configure(a.addr)
+		if err := a.launch(t); err != nil {
+			return tail(a.log), err
+		}
+		return "", nil
+	})
+}
+
+// launch starts a and waits until it is ready; when it is not, a is left stopped.
+func (a *aux) launch(t *testing.T) error {
 	t.Helper()
 	a.cmd = exec.Command(a.args[0], a.args[1:]...)
 	a.cmd.Env = append(os.Environ(), a.env...)
@@ -203,10 +227,18 @@ func (a *aux) start(t *testing.T) {
 	a.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); f.Close(); close(done) }(a.cmd, a.done)
 	for deadline := time.Now().Add(60 * time.Second); a.ready() != nil; time.Sleep(200 * time.Millisecond) {
+		select {
+		case <-a.done:
+			return fmt.Errorf("%s exited during start-up", a.name)
+		default:
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 60 s: %v\n%s", a.name, a.ready(), tail(a.log))
+			err := fmt.Errorf("%s not ready after 60 s: %v", a.name, a.ready())
+			a.kill()
+			return err
 		}
 	}
+	return nil
 }
 
 func (a *aux) kill() {
@@ -224,12 +256,21 @@ func newChaos(t *testing.T) *chaos {
 		cache = filepath.Join(root, ".cache")
 	}
 	h := &chaos{root: root, stack: filepath.Join(root, "deploy", "local", "stack.sh"), dir: t.TempDir()}
-	// Ports: the cluster takes base…base+5.
-	h.base = 30000 + 6*rand.IntN(450) // below the ephemeral range (32768…)
+	// Ports: the cluster takes base…base+5, reserved for the test; a start that finds one taken
+	// (by a process that is not a test) is made again, in a new directory, on fresh ports.
+	attempt := 0
+	h.base, _ = testenv.StartRetry(t, 3, 6, func(base int) (string, error) {
+		attempt++
+		h.base, h.kafkaDir = base, filepath.Join(h.dir, fmt.Sprintf("kafka-%d", attempt))
+		out, err := h.clusterCmd("start", 0).CombinedOutput()
+		if err != nil {
+			h.clusterCmd("stop", 0).Run()
+		}
+		return string(out), err
+	})
 	for i := 0; i < 3; i++ {
 		h.brokers = append(h.brokers, fmt.Sprintf("127.0.0.1:%d", h.base+2*i))
 	}
-	h.clusterCtl(t, "start", 0)
 	t.Cleanup(func() { h.clusterCtl(t, "stop", 0) })
 	h.warm(t)
 
@@ -238,19 +279,19 @@ func newChaos(t *testing.T) *chaos {
 	h.minio = h.newMinIO(t, filepath.Join(h.dir, "minio-data"), 0)
 
 	h.redisPass = fmt.Sprintf("%x", rand.Uint64())
-	raddr := freePort(t)
-	_, rport, _ := strings.Cut(raddr, ":")
-	h.redis = &aux{name: "redis", addr: raddr, log: filepath.Join(h.dir, "redis.log"),
-		// No persistence: a restart is an empty Redis, the worst case for routes.
-		args: []string{"redis-server", "--bind", "127.0.0.1", "--port", rport, "--requirepass", h.redisPass, "--save", "", "--appendonly", "no"},
-		ready: func() error {
+	// No persistence: a restart is an empty Redis, the worst case for routes.
+	h.redis = &aux{name: "redis", log: filepath.Join(h.dir, "redis.log")}
+	h.redis.startOnFreshPort(t, func(addr string) {
+		_, rport, _ := strings.Cut(addr, ":")
+		h.redis.args = []string{"redis-server", "--bind", "127.0.0.1", "--port", rport, "--requirepass", h.redisPass, "--save", "", "--appendonly", "no"}
+		h.redis.ready = func() error {
 			out, err := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", rport, "--no-auth-warning", "-a", h.redisPass, "ping").CombinedOutput()
 			if err != nil || !strings.Contains(string(out), "PONG") {
 				return fmt.Errorf("redis ping: %v %s", err, out)
 			}
 			return nil
-		}}
-	h.redis.start(t)
+		}
+	})
 	t.Cleanup(h.redis.kill)
 
 	for _, n := range []string{"dog.jpg", "horses.jpg", "person.jpg"} {
@@ -268,18 +309,23 @@ func newChaos(t *testing.T) *chaos {
 // reached from outside through /proc/<pid>/root.
 func (h *chaos) newMinIO(t *testing.T, dir string, sizeMiB int) *aux {
 	t.Helper()
-	addr := freePort(t)
-	args := []string{h.minioBin, "server", "--quiet", "--address", addr, dir}
 	if sizeMiB > 0 {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		// sh -c SCRIPT $0 $@: mount the tmpfs on $0, then exec MinIO on a directory in it.
-		args = []string{"unshare", "-Urm", "sh", "-c", fmt.Sprintf(`mount -t tmpfs -o size=%dm tmpfs "$0" && exec "$@"`, sizeMiB), dir, h.minioBin, "server", "--quiet", "--address", addr, dir + "/data"}
 	}
-	m := &aux{name: "minio", addr: addr, log: filepath.Join(h.dir, fmt.Sprintf("minio-%s.log", filepath.Base(dir))), args: args,
-		env: []string{"MINIO_ROOT_USER=" + h.minioUser, "MINIO_ROOT_PASSWORD=" + h.minioPass, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off"},
-		ready: func() error {
+	m := &aux{name: "minio", log: filepath.Join(h.dir, fmt.Sprintf("minio-%s.log", filepath.Base(dir))),
+		env: []string{"MINIO_ROOT_USER=" + h.minioUser, "MINIO_ROOT_PASSWORD=" + h.minioPass, "MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_CALLHOME_ENABLE=off"}}
+	if sizeMiB > 0 {
+		m.mount = dir
+	}
+	m.startOnFreshPort(t, func(addr string) {
+		m.args = []string{h.minioBin, "server", "--quiet", "--address", addr, dir}
+		if sizeMiB > 0 {
+			// sh -c SCRIPT $0 $@: mount the tmpfs on $0, then exec MinIO on a directory in it.
+			m.args = []string{"unshare", "-Urm", "sh", "-c", fmt.Sprintf(`mount -t tmpfs -o size=%dm tmpfs "$0" && exec "$@"`, sizeMiB), dir, h.minioBin, "server", "--quiet", "--address", addr, dir + "/data"}
+		}
+		m.ready = func() error {
 			resp, err := http.Get("http://" + addr + "/minio/health/ready")
 			if err != nil {
 				return err
@@ -289,11 +335,8 @@ func (h *chaos) newMinIO(t *testing.T, dir string, sizeMiB int) *aux {
 				return errors.New(resp.Status)
 			}
 			return nil
-		}}
-	if sizeMiB > 0 {
-		m.mount = dir
-	}
-	m.start(t)
+		}
+	})
 	t.Cleanup(m.kill)
 	return m
 }
@@ -329,19 +372,24 @@ func (h *chaos) warm(t *testing.T) {
 // clusterCtl runs stack.sh kafka-cluster ACTION (start, stop, start-node, stop-node, kill-node).
 func (h *chaos) clusterCtl(t *testing.T, action string, node int) {
 	t.Helper()
-	args := []string{"kafka-cluster", action, filepath.Join(h.dir, "kafka"), strconv.Itoa(h.base)}
+	cmd := h.clusterCmd(action, node)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+	}
+}
+
+// clusterCmd is the stack.sh kafka-cluster command of ACTION on the suite's cluster.
+func (h *chaos) clusterCmd(action string, node int) *exec.Cmd {
+	args := []string{"kafka-cluster", action, h.kafkaDir, strconv.Itoa(h.base)}
 	if node > 0 {
 		args = append(args, strconv.Itoa(node))
 	}
-	cmd := exec.Command(h.stack, args...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("stack.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
+	return exec.Command(h.stack, args...)
 }
 
 // brokerPID is the process of cluster node n (1…3).
 func (h *chaos) brokerPID(t *testing.T, n int) int {
-	b, err := os.ReadFile(filepath.Join(h.dir, "kafka", fmt.Sprintf("kafka-%d.pid", n)))
+	b, err := os.ReadFile(filepath.Join(h.kafkaDir, fmt.Sprintf("kafka-%d.pid", n)))
 	if err != nil {
 		t.Fatalf("node %d: %v", n, err)
 	}

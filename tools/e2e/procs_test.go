@@ -4,11 +4,11 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -61,14 +61,8 @@ func runTopics(run string, suffixes ...string) []string {
 	return out
 }
 
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freePort is a loopback address on a port reserved for the test (testenv.ReservePorts).
+func freePort(t *testing.T) string { t.Helper(); return testenv.FreeAddr(t) }
 
 // e2eToken is the bearer token of every service the tests start (see tokensFile).
 const e2eToken = "e2e-token-0123456789abcdef"
@@ -106,10 +100,27 @@ type proc struct {
 	term func()
 }
 
-// startService runs a service binary with env and waits until /readyz says ready.
+// startService runs a service binary with env and waits until /readyz says ready. A start
+// that fails because its port was taken is made again on a fresh one (testenv.StartRetry).
 func startService(t *testing.T, name string, env []string) *proc {
 	t.Helper()
-	addr := freePort(t)
+	var p *proc
+	testenv.StartRetry(t, 3, 1, func(port int) (string, error) {
+		var err error
+		p, err = launchService(t, name, env, "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			return tail(p.log), err
+		}
+		return "", nil
+	})
+	t.Cleanup(func() { p.stop(t) })
+	return p
+}
+
+// launchService starts one service on addr and waits for it to be ready; when it is not, it
+// leaves it stopped and says why.
+func launchService(t *testing.T, name string, env []string, addr string) (*proc, error) {
+	t.Helper()
 	logf := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.OpenFile(logf, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
@@ -125,23 +136,23 @@ func startService(t *testing.T, name string, env []string) *proc {
 	}
 	p := &proc{name: name, cmd: cmd, addr: addr, log: logf, done: make(chan struct{})}
 	go func() { cmd.Wait(); f.Close(); close(p.done) }()
-	t.Cleanup(func() { p.stop(t) })
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return p
+				return p, nil
 			}
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited during start-up:\n%s", name, tail(logf))
+			return p, fmt.Errorf("%s exited during start-up", name)
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after 60s:\n%s", name, tail(logf))
+			p.kill()
+			return p, fmt.Errorf("%s not ready after 60s", name)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

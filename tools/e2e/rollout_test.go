@@ -32,25 +32,8 @@ import (
 // test can make it unreachable without disturbing anything else.
 func ownRedis(t *testing.T) (addr, password string, cmd *exec.Cmd) {
 	t.Helper()
-	addr = freePort(t)
-	_, port, _ := strings.Cut(addr, ":")
-	password = fmt.Sprintf("pw-%d", time.Now().UnixNano())
-	cmd = exec.Command("redis-server", "-")
-	cmd.Stdin = strings.NewReader(fmt.Sprintf("port %s\nbind 127.0.0.1\nrequirepass %s\nsave \"\"\nappendonly no\n", port, password))
-	testenv.KillWithTest(cmd)
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGCONT); cmd.Process.Kill(); cmd.Wait() })
-	for i := 0; i < 50; i++ {
-		out, _ := exec.Command("redis-cli", "-h", "127.0.0.1", "-p", port, "--no-auth-warning", "-a", password, "ping").Output()
-		if strings.TrimSpace(string(out)) == "PONG" {
-			return addr, password, cmd
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatal("own redis did not start")
-	return
+	r, _ := testenv.StartRedis(t, fmt.Sprintf("pw-%d", time.Now().UnixNano()))
+	return r.Addr, r.Password, r.Cmd
 }
 
 func detctl(t *testing.T, env []string, args ...string) (string, int) {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -32,21 +33,28 @@ func secureStack(t *testing.T) map[string][]string {
 	t.Helper()
 	root := testenv.RepoRoot(t)
 	dir := t.TempDir()
-	port := func() string { a := freePort(t); return a[strings.LastIndex(a, ":")+1:] }
-	env := append(os.Environ(), "STREAMDET_SECURE_STATE="+dir, "STREAMDET_SECURE_KAFKA_PORT="+port(),
-		"STREAMDET_SECURE_KAFKA_CONTROLLER_PORT="+port(), "STREAMDET_SECURE_MINIO_PORT="+port(), "STREAMDET_SECURE_REDIS_PORT="+port())
 	script := filepath.Join(root, "deploy", "local", "secure.sh")
+	var env []string
 	down := func() {
 		cmd := exec.Command(script, "down")
 		cmd.Env = env
 		cmd.Run()
 	}
+	// Kafka, its controller, MinIO and Redis on four reserved ports; again on fresh ones (after
+	// down) when one was taken.
+	testenv.StartRetry(t, 3, 4, func(base int) (string, error) {
+		port := func(i int) string { return strconv.Itoa(base + i) }
+		env = append(os.Environ(), "STREAMDET_SECURE_STATE="+dir, "STREAMDET_SECURE_KAFKA_PORT="+port(0),
+			"STREAMDET_SECURE_KAFKA_CONTROLLER_PORT="+port(1), "STREAMDET_SECURE_MINIO_PORT="+port(2), "STREAMDET_SECURE_REDIS_PORT="+port(3))
+		cmd := exec.Command(script, "up")
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			down()
+		}
+		return string(out), err
+	})
 	t.Cleanup(down)
-	cmd := exec.Command(script, "up")
-	cmd.Env = env
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("secure.sh up: %v\n%s", err, out)
-	}
 	out := map[string][]string{}
 	for _, who := range []string{"ingest", "detect", "sink", "producer", "admin"} {
 		b, err := os.ReadFile(filepath.Join(dir, who+".env"))
