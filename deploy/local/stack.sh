@@ -49,12 +49,20 @@ JAEGER_QUERY_PORT=${STREAMDET_JAEGER_PORT:-16686}
 JAEGER_QUERY_GRPC_PORT=${STREAMDET_JAEGER_GRPC_PORT:-16685}
 JAEGER_HEALTH_PORT=${STREAMDET_JAEGER_HEALTH_PORT:-13133}
 PROM_PORT=${STREAMDET_PROMETHEUS_PORT:-9090}
+# Zipkin: the trace UI (Lens). Jaeger hands it every span through Kafka (topic ZIPKIN_TOPIC,
+# Zipkin's v2 JSON), Zipkin's Kafka collector takes them from there.
+ZIPKIN_PORT=${STREAMDET_ZIPKIN_PORT:-9411}
+ZIPKIN_VERSION=3.6.1
+ZIPKIN_JAR=$CACHE/zipkin/zipkin-server-$ZIPKIN_VERSION-exec.jar
+ZIPKIN_TOPIC=streamdet.traces
 # Scrape and rule evaluation interval: short, so that tests see series within seconds.
 PROM_INTERVAL=${STREAMDET_PROMETHEUS_INTERVAL:-2s}
 PROM_TARGETS=$STATE/prometheus/targets
 
-# Builds use the Go the Makefile names (the go.mod's own has standard-library vulnerabilities).
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
+# Builds use the toolchain go.work names (the go.mod's own has standard-library vulnerabilities),
+# also for what is built outside the workspace (MinIO, Jaeger).
+GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n 's/^toolchain //p' "$ROOT/go.work")}
+export GOTOOLCHAIN
 
 MINIO_MODULE=github.com/minio/minio
 MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
@@ -67,7 +75,7 @@ APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium prometheus)
 
 # name:partitions for every topic the project uses; the stack creates them explicitly because
 # the broker runs with auto.create.topics.enable=false.
-TOPICS=${STREAMDET_TOPICS:-"streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3 streamdet.devices:3 streamdet.rollouts:1"}
+TOPICS=${STREAMDET_TOPICS:-"$ZIPKIN_TOPIC:1 streamdet.frames.raw:6 streamdet.frames:6 streamdet.detections:6 streamdet.detections.shadow:6 streamdet.dlq:3 streamdet.frames.events:3 streamdet.devices:3 streamdet.rollouts:1"}
 
 TAG=stack
 # shellcheck source=deploy/local/lib.sh
@@ -76,14 +84,25 @@ source "$ROOT/deploy/local/lib.sh"
 # ---------------------------------------------------------------------------------------------
 # install
 
+# apt_missing PACKAGE...: the Debian packages of the list that are not installed yet (each known
+# by a file or command it ships, so that a machine with them from elsewhere is not asked again).
+apt_missing() {
+  local p
+  for p in "$@"; do
+    case $p in
+    libturbojpeg0-dev) [[ -f /usr/include/turbojpeg.h ]] || echo "$p" ;;
+    prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null || echo "$p" ;;
+    *) command -v "$p" >/dev/null || echo "$p" ;; # redis-server, kcat, ffmpeg, chromium: commands
+    esac
+  done
+}
+
+# install_apt PACKAGE...: apt-get install those of the list that are missing (default: all of
+# APT_PACKAGES). The demo asks for libturbojpeg0-dev alone (install demo).
 install_apt() {
-  local missing=()
-  command -v redis-server >/dev/null || missing+=(redis-server)
-  [[ -f /usr/include/turbojpeg.h ]] || missing+=(libturbojpeg0-dev)
-  command -v kcat >/dev/null || missing+=(kcat)
-  command -v ffmpeg >/dev/null || missing+=(ffmpeg)
-  command -v chromium >/dev/null || missing+=(chromium) # the live view's browser test
-  command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+  local missing
+  (($# > 0)) || set -- "${APT_PACKAGES[@]}"
+  mapfile -t missing < <(apt_missing "$@")
   ((${#missing[@]} == 0)) && return 0
   log "installing Debian packages: ${missing[*]}"
   local sudo=()
@@ -143,6 +162,18 @@ install_jaeger() {
   echo "$want" >"$stamp"
 }
 
+# Zipkin's server is one executable jar (its UI, Lens, built in), resolved from Maven Central.
+install_zipkin() {
+  [[ -f $ZIPKIN_JAR ]] && return 0
+  command -v mvn >/dev/null || die "zipkin: Maven (mvn) is required to resolve zipkin-server"
+  log "zipkin: resolving io.zipkin:zipkin-server:$ZIPKIN_VERSION (exec jar) from Maven Central"
+  mkdir -p "$CACHE/zipkin" "$LOGS"
+  mvn -B -q dependency:copy -Dartifact="io.zipkin:zipkin-server:$ZIPKIN_VERSION:jar:exec" \
+    -DoutputDirectory="$CACHE/zipkin" >"$LOGS/mvn-zipkin.log" 2>&1 ||
+    fail zipkin "$LOGS/mvn-zipkin.log" "mvn dependency:copy io.zipkin:zipkin-server:$ZIPKIN_VERSION:jar:exec"
+  [[ -f $ZIPKIN_JAR ]] || die "zipkin: $ZIPKIN_JAR missing after mvn dependency:copy"
+}
+
 install_onnxruntime() {
   [[ -f $ORT_LIB && -f $ORT_LIB_ARM64 ]] && return 0
   log "onnxruntime: fetching onnxruntime-node@$ORT_NPM_VERSION from the npm registry"
@@ -151,11 +182,12 @@ install_onnxruntime() {
   mkdir -p "$LOGS" "$(dirname "$ORT_LIB")" "$(dirname "$ORT_LIB_ARM64")"
   (cd "$tmp" && npm pack --silent "onnxruntime-node@$ORT_NPM_VERSION") >"$LOGS/npm.log" 2>&1 ||
     { rm -rf "$tmp"; fail onnxruntime "$LOGS/npm.log" "npm pack onnxruntime-node@$ORT_NPM_VERSION"; }
+  # Both libraries in one pass over the archive (113 MB, gzip).
+  tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" package/bin/napi-v6/linux/{x64,arm64}/libonnxruntime.so.1 ||
+    { rm -rf "$tmp"; die "onnxruntime: the package has no bin/napi-v6/linux/{x64,arm64}/libonnxruntime.so.1"; }
   for arch in x64 arm64; do
     dest=$ORT_LIB
     [[ $arch == arm64 ]] && dest=$ORT_LIB_ARM64
-    tar -xzf "$tmp"/onnxruntime-node-*.tgz -C "$tmp" "package/bin/napi-v6/linux/$arch/libonnxruntime.so.1" ||
-      { rm -rf "$tmp"; die "onnxruntime: the package has no bin/napi-v6/linux/$arch/libonnxruntime.so.1"; }
     mv "$tmp/package/bin/napi-v6/linux/$arch/libonnxruntime.so.1" "$dest"
   done
   rm -rf "$tmp"
@@ -180,11 +212,23 @@ credentials() {
   fi
 }
 
+# What make demo needs and nothing more: libturbojpeg (detect's decoder, linked by cgo) and the
+# ONNX Runtime library. The embedded demo runs its broker, S3 server and Redis in-process.
+install_demo() {
+  local missing
+  mapfile -t missing < <(apt_missing libturbojpeg0-dev)
+  [[ -f $ORT_LIB ]] || missing+=("onnxruntime-node@$ORT_NPM_VERSION (npm)")
+  ((${#missing[@]} == 0)) || log "the demo installs: ${missing[*]} (nothing else)"
+  install_apt libturbojpeg0-dev
+  install_onnxruntime
+}
+
 install_all() {
   install_apt
   install_kafka
   install_minio
   install_jaeger
+  install_zipkin
   install_onnxruntime
 }
 
@@ -236,10 +280,13 @@ DEVSTACK=$CACHE/bin/devstack
 
 # build_devstack builds the small pure-Go helper (tools/cmd/devstack) that speaks the Kafka
 # protocol for readiness and topics, once per start; devstack runs it.
+# Several tests start private brokers side by side: each builds into a file of its own and
+# renames it into place, so that none runs a binary another is still writing.
 build_devstack() {
   mkdir -p "$CACHE/bin" "$LOGS"
-  (cd "$ROOT" && go build -o "$DEVSTACK" ./tools/cmd/devstack) >"$LOGS/devstack-build.log" 2>&1 ||
-    fail kafka "$LOGS/devstack-build.log" "building tools/cmd/devstack"
+  local tmp=$DEVSTACK.$$.tmp
+  (cd "$ROOT" && go build -o "$tmp" ./tools/cmd/devstack && mv -f "$tmp" "$DEVSTACK") >"$LOGS/devstack-build.log" 2>&1 ||
+    { rm -f "$tmp"; fail kafka "$LOGS/devstack-build.log" "building tools/cmd/devstack"; }
 }
 
 devstack() { "$DEVSTACK" "$@"; }
@@ -332,8 +379,17 @@ stop_cluster() {
 
 cluster_brokers() { echo "127.0.0.1:$(cluster_port 1),127.0.0.1:$(cluster_port 2),127.0.0.1:$(cluster_port 3)"; }
 
+# wait_cluster waits for the three nodes; a node that exits meanwhile (a port taken, say) fails
+# the start at once with its log, rather than after the time limit.
 wait_cluster() {
-  wait_for kafka "$CLUSTER_DIR/logs/kafka-1.log" "" 120 devstack ping --want-brokers 3 --brokers "$(cluster_brokers)"
+  local deadline=$((SECONDS + 120)) n
+  until devstack ping --want-brokers 3 --brokers "$(cluster_brokers)" >/dev/null 2>&1; do
+    for n in 1 2 3; do
+      alive "$CLUSTER_DIR/kafka-$n.pid" || fail kafka "$CLUSTER_DIR/logs/kafka-$n.log" "cluster node $n exited during start-up"
+    done
+    ((SECONDS < deadline)) || fail kafka "$CLUSTER_DIR/logs/kafka-1.log" "the cluster did not answer within 120s"
+    sleep 0.3
+  done
 }
 
 ensure_topics() {
@@ -348,12 +404,31 @@ start_jaeger() {
   local pidf=$STATE/jaeger.pid logf=$LOGS/jaeger.log
   if alive "$pidf"; then return 0; fi
   log "jaeger: starting (OTLP on 127.0.0.1:$JAEGER_OTLP_HTTP_PORT/$JAEGER_OTLP_GRPC_PORT, query on 127.0.0.1:$JAEGER_QUERY_PORT)"
-  JAEGER_OTLP_HTTP_PORT=$JAEGER_OTLP_HTTP_PORT JAEGER_OTLP_GRPC_PORT=$JAEGER_OTLP_GRPC_PORT \
+  JAEGER_KAFKA_BROKER=$(kafka_brokers | cut -d, -f1) JAEGER_ZIPKIN_TOPIC=$ZIPKIN_TOPIC \
+    JAEGER_OTLP_HTTP_PORT=$JAEGER_OTLP_HTTP_PORT JAEGER_OTLP_GRPC_PORT=$JAEGER_OTLP_GRPC_PORT \
     JAEGER_QUERY_PORT=$JAEGER_QUERY_PORT JAEGER_QUERY_GRPC_PORT=$JAEGER_QUERY_GRPC_PORT \
     JAEGER_HEALTH_PORT=$JAEGER_HEALTH_PORT JAEGER_MAX_TRACES=${STREAMDET_JAEGER_MAX_TRACES:-100000} \
     setsid nohup "$BIN/jaeger" --config "$ROOT/deploy/local/jaeger/config.yaml" >"$logf" 2>&1 </dev/null &
   echo $! >"$pidf"
   wait_for jaeger "$logf" "$pidf" 60 jaeger_ready
+}
+
+zipkin_ready() { curl -fsS "http://127.0.0.1:$ZIPKIN_PORT/health" 2>/dev/null | grep -q '"UP"'; }
+
+# Zipkin keeps traces in memory (the newest ZIPKIN_MAX_SPANS spans), on loopback only, like
+# Jaeger's query API and Prometheus beside it.
+start_zipkin() {
+  local pidf=$STATE/zipkin.pid logf=$LOGS/zipkin.log
+  if alive "$pidf"; then return 0; fi
+  log "zipkin: starting the trace UI on http://127.0.0.1:$ZIPKIN_PORT/zipkin/ (spans from Kafka topic $ZIPKIN_TOPIC)"
+  STORAGE_TYPE=mem MEM_MAX_SPANS=${STREAMDET_ZIPKIN_MAX_SPANS:-200000} \
+    KAFKA_BOOTSTRAP_SERVERS="$(kafka_brokers)" KAFKA_TOPIC=$ZIPKIN_TOPIC KAFKA_GROUP_ID=zipkin \
+    COLLECTOR_HTTP_ENABLED=false COLLECTOR_GRPC_ENABLED=false SELF_TRACING_ENABLED=false \
+    setsid nohup "${BATCH[@]}" java -Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true \
+    -jar "$ZIPKIN_JAR" --armeria.ports[0].port="$ZIPKIN_PORT" --armeria.ports[0].ip=127.0.0.1 \
+    --armeria.ports[0].protocols=http --logging.level.root=WARN >"$logf" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_for zipkin "$logf" "$pidf" 90 zipkin_ready
 }
 
 prometheus_ready() { curl -fsS -o /dev/null "http://127.0.0.1:$PROM_PORT/-/ready"; }
@@ -378,8 +453,9 @@ stop_one() { stop_pidfile "$1" "$STATE/$1.pid"; }
 
 print_env() {
   credentials
-  # The trace link goes to the query API (JSON): the Jaeger built here has no UI (its assets are
-  # not in the Go module); with the official image's UI, use http://HOST:16686/trace/{trace_id}.
+  # The trace link opens the trace in Zipkin's UI (the Jaeger built here serves its query API,
+  # not its UI, whose assets are not in the Go module; with the official image's UI, use
+  # http://HOST:16686/trace/{trace_id}).
   cat <<EOF
 export STREAMDET_KAFKA_BROKERS=$(kafka_brokers)
 export STREAMDET_MINIO_ENDPOINT=127.0.0.1:$MINIO_PORT
@@ -392,7 +468,8 @@ export STREAMDET_INGEST_TOKENS_FILE=$STATE/tokens
 export STREAMDET_SINK_TOKENS_FILE=$STATE/tokens
 export OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$JAEGER_OTLP_HTTP_PORT
 export STREAMDET_JAEGER_URL=http://127.0.0.1:$JAEGER_QUERY_PORT
-export STREAMDET_TRACE_URL=http://127.0.0.1:$JAEGER_QUERY_PORT/api/traces/{trace_id}
+export STREAMDET_TRACE_URL=http://127.0.0.1:$ZIPKIN_PORT/zipkin/traces/{trace_id}
+export STREAMDET_ZIPKIN_URL=http://127.0.0.1:$ZIPKIN_PORT
 export STREAMDET_PROMETHEUS_URL=http://127.0.0.1:$PROM_PORT
 export STREAMDET_PROMETHEUS_TARGETS=$PROM_TARGETS
 EOF
@@ -408,7 +485,7 @@ status() {
     printf '%-12s stopped\n' kafka
     rc=1
   fi
-  for c in minio redis jaeger prometheus; do
+  for c in minio redis jaeger zipkin prometheus; do
     if alive "$STATE/$c.pid"; then
       printf '%-12s running (pid %s)\n' "$c" "$(cat "$STATE/$c.pid")"
     else
@@ -425,7 +502,7 @@ status() {
 
 cmd=${1:-}
 case $cmd in
-install) install_all ;;
+install) if [[ ${2:-} == demo ]]; then install_demo; else install_all; fi ;;
 up)
   t0=$SECONDS
   install_all
@@ -443,11 +520,12 @@ up)
   fi
   start_minio
   start_jaeger
+  start_zipkin
   start_prometheus
   log "up in $((SECONDS - t0))s; run 'eval \"\$($0 env)\"' to use it"
   ;;
 down)
-  for c in prometheus jaeger kafka minio redis; do stop_one "$c"; done
+  for c in prometheus zipkin jaeger kafka minio redis; do stop_one "$c"; done
   stack_cluster
   stop_cluster
   ;;
@@ -457,6 +535,9 @@ ortlib) if [[ ${2:-amd64} == arm64 ]]; then echo "$ORT_LIB_ARM64"; else echo "$O
 kafka-aux)
   [[ $# == 4 && ${3:-} == /* && ${4:-} =~ ^[0-9]+$ ]] || { echo "usage: $0 kafka-aux start|stop /abs/dir port" >&2; exit 2; }
   STATE=$3 LOGS=$3/logs KAFKA_PORT=$4 KAFKA_CONTROLLER_PORT=$(($4 + 1))
+  # A test's private broker starts quickly rather than runs fast (C1 only, the serial collector,
+  # a small heap): tests start several side by side on two cores.
+  KAFKA_JVM_OPTS=${STREAMDET_KAFKA_AUX_JVM_OPTS:--Xms64m -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto}
   case $2 in
   start) install_kafka && build_devstack && start_kafka && ensure_topics ;;
   stop) stop_one kafka ;;
@@ -497,7 +578,7 @@ kafka-cluster)
 running)
   # exit 0 when all three servers are running (used by make test to decide whether to stop them)
   kafka_alive || exit 1
-  for c in minio redis jaeger prometheus; do alive "$STATE/$c.pid" || exit 1; done
+  for c in minio redis jaeger zipkin prometheus; do alive "$STATE/$c.pid" || exit 1; done
   ;;
 *)
   echo "usage: $0 install|up|down|status|env|running" >&2

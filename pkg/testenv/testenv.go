@@ -52,21 +52,24 @@ func Require(t testing.TB) Stack {
 	return s
 }
 
-// Ops is the local stack's observability: Jaeger and Prometheus (make up starts both).
+// Ops is the local stack's observability: Jaeger, Zipkin (the trace UI) and Prometheus (make up
+// starts them).
 type Ops struct {
 	JaegerURL         string // query API, e.g. http://127.0.0.1:16686
 	PrometheusURL     string // e.g. http://127.0.0.1:9090
 	PrometheusTargets string // file_sd directory Prometheus scrapes targets from
-	TraceURL          string // link template with {trace_id}
+	TraceURL          string // link template with {trace_id}: a trace's page in ZipkinURL's UI
+	ZipkinURL         string // the trace UI, e.g. http://127.0.0.1:9411 (its pages under /zipkin/)
 }
 
 // RequireOps returns the stack's Jaeger and Prometheus or fails the test naming what is unset.
 func RequireOps(t testing.TB) Ops {
 	t.Helper()
 	o := Ops{JaegerURL: os.Getenv("STREAMDET_JAEGER_URL"), PrometheusURL: os.Getenv("STREAMDET_PROMETHEUS_URL"),
-		PrometheusTargets: os.Getenv("STREAMDET_PROMETHEUS_TARGETS"), TraceURL: os.Getenv("STREAMDET_TRACE_URL")}
-	if o.JaegerURL == "" || o.PrometheusURL == "" || o.PrometheusTargets == "" || o.TraceURL == "" {
-		t.Fatalf("local stack's Jaeger/Prometheus not configured (STREAMDET_JAEGER_URL, STREAMDET_PROMETHEUS_URL, STREAMDET_PROMETHEUS_TARGETS, STREAMDET_TRACE_URL); run `make up` and `eval \"$(make -s env)\"`, or use `make test`")
+		PrometheusTargets: os.Getenv("STREAMDET_PROMETHEUS_TARGETS"), TraceURL: os.Getenv("STREAMDET_TRACE_URL"),
+		ZipkinURL: os.Getenv("STREAMDET_ZIPKIN_URL")}
+	if o.JaegerURL == "" || o.PrometheusURL == "" || o.PrometheusTargets == "" || o.TraceURL == "" || o.ZipkinURL == "" {
+		t.Fatalf("local stack's Jaeger/Zipkin/Prometheus not configured (STREAMDET_JAEGER_URL, STREAMDET_ZIPKIN_URL, STREAMDET_PROMETHEUS_URL, STREAMDET_PROMETHEUS_TARGETS, STREAMDET_TRACE_URL); run `make up` and `eval \"$(make -s env)\"`, or use `make test`")
 	}
 	return o
 }

@@ -159,6 +159,41 @@ func TestIntegrationOps(t *testing.T) {
 		}
 	})
 
+	t.Run("a frame's trace in the trace UI", func(t *testing.T) {
+		// The trace a detection carries, as Zipkin (fed by Jaeger through Kafka) has it: spans of
+		// the three services, then its page in Zipkin's UI, rendered by headless Chromium.
+		det := got[run+"-7"]
+		var services map[string]bool
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+			services = zipkinServices(t, ops.ZipkinURL, det.TraceID)
+			if services["ingest"] && services["detect"] && services["sink"] {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Zipkin: trace %s has the services %v, want ingest, detect and sink", det.TraceID, services)
+			}
+		}
+		page := strings.ReplaceAll(ops.TraceURL, "{trace_id}", det.TraceID)
+		if !strings.HasPrefix(page, ops.ZipkinURL+"/zipkin/traces/") {
+			t.Fatalf("STREAMDET_TRACE_URL %s does not open Zipkin's UI at %s", ops.TraceURL, ops.ZipkinURL)
+		}
+		dom := string(chromium(t, "--virtual-time-budget=15000", "--dump-dom", page))
+		for _, want := range []string{det.TraceID, "ingest", "detect", "sink", "inference", "sink write"} {
+			if !strings.Contains(strings.ToLower(dom), strings.ToLower(want)) {
+				t.Errorf("the trace page %s as rendered has no %q", page, want)
+			}
+		}
+		art := filepath.Join(testenv.RepoRoot(t), ".cache", "artifacts")
+		os.MkdirAll(art, 0o755)
+		shot := filepath.Join(art, "trace-ui.png")
+		os.Remove(shot)
+		chromium(t, "--virtual-time-budget=15000", "--window-size=1400,900", "--screenshot="+shot, page)
+		if fi, err := os.Stat(shot); err != nil || fi.Size() < 10000 {
+			t.Fatalf("screenshot %s: %v", shot, err)
+		}
+		t.Logf("trace %s in the trace UI: %s; screenshot %s", det.TraceID, page, shot)
+	})
+
 	t.Run("dead letters carry their trace", func(t *testing.T) {
 		for _, m := range dlq.snapshot() {
 			var dl contract.DeadLetter
@@ -402,4 +437,31 @@ func promRules(ctx context.Context, base string) (map[string]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// zipkinServices is the set of services with spans in trace id, as Zipkin's API has it (none
+// while Zipkin has not collected the trace yet).
+func zipkinServices(t *testing.T, base, id string) map[string]bool {
+	t.Helper()
+	resp, err := http.Get(base + "/zipkin/api/v2/trace/" + url.PathEscape(id))
+	if err != nil {
+		t.Fatalf("Zipkin: %v", err)
+	}
+	defer resp.Body.Close()
+	out := map[string]bool{}
+	if resp.StatusCode != http.StatusOK {
+		return out
+	}
+	var spans []struct {
+		LocalEndpoint struct {
+			ServiceName string `json:"serviceName"`
+		} `json:"localEndpoint"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&spans); err != nil {
+		t.Fatalf("Zipkin: trace %s: %v", id, err)
+	}
+	for _, s := range spans {
+		out[s.LocalEndpoint.ServiceName] = true
+	}
+	return out
 }
