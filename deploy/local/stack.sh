@@ -301,8 +301,8 @@ start_kafka() {
     "$ROOT/deploy/local/kafka/server.properties.in" >"$STATE/server.properties"
   if [[ ! -f $dir/meta.properties ]]; then
     local cluster
-    cluster=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
-    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$STATE/server.properties" \
+    cluster=$(kafka_uuid)
+    java "${TOOL_JVM[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$STATE/server.properties" \
       >"$LOGS/kafka-format.log" 2>&1 || fail kafka "$LOGS/kafka-format.log" "kafka-storage format"
   fi
   local jvm
@@ -315,6 +315,12 @@ start_kafka() {
   echo $! >"$pidf"
   wait_for kafka "$logf" "$pidf" 90 devstack ping --brokers "127.0.0.1:$KAFKA_PORT"
 }
+
+# kafka_uuid is a new cluster id as Kafka's `StorageTool random-uuid` makes one (16 random bytes,
+# URL-safe base64 without padding), without starting a JVM for it.
+kafka_uuid() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; echo; }
+# Kafka's command-line tools (StorageTool format) run briefly: C1 only, the serial collector.
+TOOL_JVM=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto)
 
 # The three-node cluster (kafka-cluster): CLUSTER_DIR and CLUSTER_BASE set by the command.
 cluster_port() { echo $((CLUSTER_BASE + 2 * ($1 - 1))); }
@@ -330,8 +336,8 @@ start_cluster_node() {
     -e "s#@VOTERS@#$voters#" "$ROOT/deploy/local/kafka/cluster.properties.in" >"$dir/server.properties"
   if [[ ! -f $dir/data/meta.properties ]]; then
     [[ -s $CLUSTER_DIR/cluster-id ]] ||
-      java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$CLUSTER_DIR/cluster-id"
-    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$(cat "$CLUSTER_DIR/cluster-id")" -c "$dir/server.properties" \
+      kafka_uuid >"$CLUSTER_DIR/cluster-id"
+    java "${TOOL_JVM[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$(cat "$CLUSTER_DIR/cluster-id")" -c "$dir/server.properties" \
       >"$CLUSTER_DIR/logs/format-$n.log" 2>&1 || fail kafka "$CLUSTER_DIR/logs/format-$n.log" "kafka-storage format (node $n)"
   fi
   log "kafka: cluster node $n on 127.0.0.1:$port (controller $cport)"
@@ -351,7 +357,7 @@ kafka_brokers() {
 start_cluster() {
   mkdir -p "$CLUSTER_DIR"
   [[ -s $CLUSTER_DIR/cluster-id ]] ||
-    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1 >"$CLUSTER_DIR/cluster-id"
+    kafka_uuid >"$CLUSTER_DIR/cluster-id"
   # The three format and start side by side (each a JVM start of a few seconds).
   # (Wait for these three only: the shell's other children are servers started in the background.)
   local pids=() n

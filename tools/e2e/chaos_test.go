@@ -39,6 +39,7 @@ import (
 // moments. The report is a table in the log and JSON in STREAMDET_CHAOS_REPORT (default
 // .cache/chaos/report.json).
 func TestIntegrationChaos(t *testing.T) {
+	longRunning(t)
 	testenv.Require(t)
 	h := newChaos(t)
 	var cases []chaosCase

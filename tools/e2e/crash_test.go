@@ -21,6 +21,7 @@ import (
 // flow, restarting each at once, and then accounts for every frame: none lost, none twice in the
 // sink's files, no annotated frame twice.
 func TestIntegrationCrashes(t *testing.T) {
+	longRunning(t)
 	st := testenv.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

@@ -20,6 +20,7 @@ import (
 // augmented frames is pushed as a new version with its lineage and report when the gates pass;
 // a gate that fails pushes nothing and exits non-zero.
 func TestIntegrationOptimize(t *testing.T) {
+	longRunning(t)
 	testenv.Require(t)
 	run := fmt.Sprintf("op%d", time.Now().UnixNano()%1e9)
 	model := "coco" + run

@@ -64,6 +64,14 @@ func runTopics(run string, suffixes ...string) []string {
 // freePort is a loopback address on a port reserved for the test (testenv.ReservePorts).
 func freePort(t *testing.T) string { t.Helper(); return testenv.FreeAddr(t) }
 
+// longRunning marks one of the suite's long tests (minutes each, mostly waiting on restarts,
+// outages, windows and timers with a core to spare) to run beside another once the short tests
+// have run one by one: two at a time (go test's -parallel, GOMAXPROCS by default). Each has its
+// own topics, buckets and consumer groups (a run prefix), and a server of its own on reserved
+// ports where it takes one away. The short tests, and those that measure (TestIntegrationBench),
+// run alone.
+func longRunning(t *testing.T) { t.Parallel() }
+
 // e2eToken is the bearer token of every service the tests start (see tokensFile).
 const e2eToken = "e2e-token-0123456789abcdef"
 

@@ -71,6 +71,7 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 // (2) a bad candidate (the same network declared as another family, so its boxes are wrong) is
 // rolled back at the first step, within a few frames over its minimum, and no stream stays on it.
 func TestIntegrationProgressiveRollout(t *testing.T) {
+	longRunning(t)
 	st := testenv.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()

@@ -71,6 +71,7 @@ func decodeDetections(msgs []kafka.Message) map[string]contract.Detections {
 }
 
 func TestIntegrationRollout(t *testing.T) {
+	longRunning(t)
 	st := testenv.Require(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
