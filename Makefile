@@ -8,9 +8,12 @@ STACK    := deploy/local/stack.sh
 MODULES  := work
 BINARIES := ingest detect sink detctl streamdet-edge
 GO       ?= go
-# Builds and tests use Go 1.27.3 (fetched once from the Go module proxy, ~10 s): the standard
-# library of the go.mod's 1.26.8 has vulnerabilities govulncheck reports (make vuln).
-GOTOOLCHAIN ?= go1.27.3
+# Builds and tests use the toolchain go.work names (fetched once from the Go module proxy, ~10 s):
+# the standard library of the go.mod's 1.26.8 has vulnerabilities govulncheck reports (make vuln).
+# It is exported so that what is built outside the workspace (MinIO, Jaeger) uses it too.
+ifeq ($(origin GOTOOLCHAIN),undefined)
+GOTOOLCHAIN := $(shell sed -n 's/^toolchain //p' go.work)
+endif
 export GOTOOLCHAIN
 export GOFLAGS ?= -buildvcs=false
 # govulncheck runs offline against a snapshot of the Go vulnerability database, built from the
@@ -32,7 +35,7 @@ ifneq ($(STREAMDET_SHARED),)
 export STREAMDET_SHARED
 endif
 
-.PHONY: help build edge edge-arm64 edge-fps images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover chaos
+.PHONY: lint-go help build edge edge-arm64 edge-fps images images-all up down status env test unit integration lint rules dashboards vuln demo run clean distclean fuzz bench bench-pipeline test-gpu coco-reference cover chaos
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -77,11 +80,14 @@ env: ## print export lines for the local stack (eval "$$(make -s env)")
 
 lint: ## go vet (default and integration builds) + gofmt + staticcheck + the alert rules' tests; run by make test
 	@$(STACK) install >/dev/null
-	$(GO) vet $(MODULES)
-	$(GO) vet -tags integration $(MODULES)
+	@$(MAKE) --no-print-directory lint-go rules
+
+# lint-go needs libturbojpeg's header only (cgo); make test runs it while the rest installs.
+lint-go:
+	@$(STACK) install demo >/dev/null
+	$(GO) vet -tags integration $(MODULES) # every file: no file is built only without the tag
 	@out=$$(gofmt -l pkg services tools deploy); if [[ -n "$$out" ]]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 $(MODULES)
-	@$(MAKE) --no-print-directory rules
 
 rules: ## promtool: check the alert rules and run their tests (deploy/prometheus), firing and not firing
 	promtool check rules deploy/prometheus/streamdet.rules.yml
@@ -106,8 +112,12 @@ unit: ## go vet + unit tests with the race detector (needs the installed librari
 
 # The edge test runs the arm64 package under qemu-user when it is built (make edge-arm64).
 EDGE_ARM64 := $(if $(wildcard dist/edge/arm64/streamdet-edge/bin/streamdet-edge),STREAMDET_EDGE_ARM64=$(CURDIR)/dist/edge/arm64/streamdet-edge STREAMDET_EDGE_ARM64_SYSROOT=$(CURDIR)/dist/edge/sysroot-arm64)
+# The packages with integration tests (files built with the tag): only their test binaries are
+# built and run (linking the workspace's every package's race test binary to run none of its
+# tests cost a minute or two).
+INTEGRATION_PKGS := $(addprefix ./,$(sort $(dir $(shell grep -rl --include='*_test.go' '^//go:build.*integration' pkg services tools deploy))))
 integration: ## integration tests against the running local stack
-	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(MODULES)
+	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(INTEGRATION_PKGS)
 
 # The fault-injection suite (docs/reliability.md): every case on its own, twice, against a
 # three-broker cluster, MinIO and Redis of its own. make test runs its short version (one load,
@@ -126,12 +136,25 @@ cover: ## statement coverage of pkg/ and services/ by the tests that need no ser
 
 # test starts the stack when it is not running and stops it again afterwards if it started it.
 # $(call timed,STEP,COMMAND): runs COMMAND, then prints how long STEP took (make test's log shows
-# where a fresh machine's time goes against the 40-minute budget), keeping COMMAND's exit status.
+# where a fresh machine's time goes against its budget), keeping COMMAND's exit status.
 timed = s=$$(date +%s); rc=0; $(2) || rc=$$?; echo "[test] $(1): $$(( $$(date +%s) - s )) s"; exit $$rc
 
+# What make test installs and builds that is mostly downloading and unpacking (Debian packages,
+# Kafka's and Zipkin's jars, the image bases' and the arm64 root's Debian packages) runs in the
+# background while lint and vuln keep the cores busy compiling; make test waits for it before
+# the first step that needs it. Its log: .cache/logs/prepare.log.
+PREPARE = $(STACK) install && deploy/images/build.sh bases && ARCH=arm64 deploy/images/build.sh bases
+
 test: ## lint, unit tests, then integration tests against the real local stack
-	@$(call timed,lint,$(MAKE) --no-print-directory lint)
-	@$(call timed,vuln,$(MAKE) --no-print-directory vuln)
+	@$(call timed,install (what compiling needs),$(STACK) install demo)
+	@mkdir -p .cache/logs; t0=$$(date +%s); status=0; \
+	  ( $(PREPARE) ) >.cache/logs/prepare.log 2>&1 & prep=$$!; \
+	  ( $(call timed,lint,$(MAKE) --no-print-directory lint-go) ) || status=1; \
+	  ( $(call timed,vuln,$(MAKE) --no-print-directory vuln) ) || status=1; \
+	  t1=$$(date +%s); wait $$prep || { echo "[test] installing failed:"; tail -n 40 .cache/logs/prepare.log; exit 1; }; \
+	  echo "[test] install and image bases (in the background from the start): $$(( $$(date +%s) - t0 )) s, waited $$(( $$(date +%s) - t1 )) s for it"; \
+	  exit $$status
+	@$(call timed,rules,$(MAKE) --no-print-directory rules)
 	@$(call timed,unit,$(MAKE) --no-print-directory unit)
 	@$(call timed,coco-reference,$(MAKE) --no-print-directory coco-reference)
 	@$(call timed,fuzz,FUZZTIME=20s $(MAKE) --no-print-directory fuzz)
@@ -141,8 +164,8 @@ test: ## lint, unit tests, then integration tests against the real local stack
 	  rc=0; STREAMDET_IMAGE_TAG=test-amd64 STREAMDET_EDGE_ARM64_REQUIRED=1 $(MAKE) --no-print-directory integration || rc=$$?; \
 	  if [[ $$started == 1 ]]; then $(STACK) down; fi; echo "[test] stack and integration: $$(( $$(date +%s) - s )) s"; exit $$rc
 
-# The demo runs the whole pipeline in-process (embedded Kafka, S3 and Redis; nothing else
-# installed beyond the ONNX Runtime library that `stack.sh install` fetches). Model and frames
+# The demo runs the whole pipeline in-process (embedded Kafka, S3 and Redis): `stack.sh install
+# demo` installs Debian's libturbojpeg0-dev and fetches the ONNX Runtime library, nothing else. Model and frames
 # come from STREAMDET_MODEL / STREAMDET_FRAMES, defaulting to the shared data when it is there
 # and to a one-time download otherwise.
 SHARED_MODEL := $(if $(STREAMDET_SHARED),$(wildcard $(STREAMDET_SHARED)/models/yolox_nano.onnx))
@@ -158,8 +181,15 @@ ifneq ($(if $(STREAMDET_SHARED),$(wildcard $(STREAMDET_SHARED)/images)),)
 export STREAMDET_FRAMES := $(STREAMDET_SHARED)/images
 endif
 endif
-demo: ## run the pipeline end to end in-process, send it frames, print what it found
-	@$(STACK) install >/dev/null
+# While apt and npm fetch and Go downloads modules (I/O), the standard library and then the
+# third-party packages detctl imports are compiled (CPU): none of them needs libturbojpeg's
+# header; a failure there only leaves the build below to do that work.
+demo: ## run the pipeline end to end in-process, send it frames, print what it found (installs libturbojpeg and ONNX Runtime only)
+	@$(STACK) install demo & inst=$$!; \
+	  $(GO) build net/http crypto/tls encoding/json os/exec image/jpeg 2>/dev/null & std=$$!; \
+	  deps=$$($(GO) list -deps ./tools/cmd/detctl | grep -v '^github.com/streamdet/'); wait $$std || true; \
+	  $(GO) build $$deps 2>/dev/null || true; \
+	  wait $$inst
 	@ONNXRUNTIME_LIB=$$($(STACK) ortlib) $(GO) run ./tools/cmd/detctl demo
 
 run: ## run ingest, detect and sink against the local stack (foreground; Ctrl-C stops)

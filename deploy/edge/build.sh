@@ -19,7 +19,7 @@ HOSTARCH=$(dpkg --print-architecture)
 CACHE=${STREAMDET_CACHE:-$PWD/.cache}
 DIST=${DIST:-$PWD/dist}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3}
+export GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n "s/^toolchain //p" go.work)}
 export GOFLAGS=-buildvcs=false
 export BUILDAH_ISOLATION=chroot STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
 

@@ -23,7 +23,7 @@ DIST=${DIST:-$PWD/dist}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
 IMAGES=(ingest detect sink detctl)
-export GOTOOLCHAIN=${GOTOOLCHAIN:-go1.27.3} # as the Makefile
+export GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n "s/^toolchain //p" go.work)} # as the Makefile: go.work's toolchain
 export BUILDAH_ISOLATION=chroot STORAGE_DRIVER=${STORAGE_DRIVER:-vfs}
 
 need() {
