@@ -72,6 +72,7 @@ ORT_LIB=$CACHE/onnxruntime/$ORT_NPM_VERSION/libonnxruntime.so.1
 ORT_LIB_ARM64=$CACHE/onnxruntime/$ORT_NPM_VERSION/linux-arm64/libonnxruntime.so.1
 KAFKA_LIBS=$CACHE/kafka/libs
 APT_PACKAGES=(redis-server libturbojpeg0-dev kcat ffmpeg chromium prometheus)
+TURBOJPEG_H=${STREAMDET_TURBOJPEG_H:-/usr/include/turbojpeg.h} # libturbojpeg0-dev's header
 
 # name:partitions for every topic the project uses; the stack creates them explicitly because
 # the broker runs with auto.create.topics.enable=false.
@@ -90,7 +91,7 @@ apt_missing() {
   local p
   for p in "$@"; do
     case $p in
-    libturbojpeg0-dev) [[ -f /usr/include/turbojpeg.h ]] || echo "$p" ;;
+    libturbojpeg0-dev) [[ -f $TURBOJPEG_H ]] || echo "$p" ;;
     prometheus) command -v prometheus >/dev/null && command -v promtool >/dev/null || echo "$p" ;;
     *) command -v "$p" >/dev/null || echo "$p" ;; # redis-server, kcat, ffmpeg, chromium: commands
     esac
@@ -500,7 +501,7 @@ status() {
     fi
   done
   if [[ -f $ORT_LIB ]]; then printf '%-12s %s\n' onnxruntime "$ORT_LIB"; else printf '%-12s not installed\n' onnxruntime; rc=1; fi
-  if [[ -f /usr/include/turbojpeg.h ]]; then printf '%-12s installed\n' libturbojpeg; else printf '%-12s not installed\n' libturbojpeg; rc=1; fi
+  if [[ -f $TURBOJPEG_H ]]; then printf '%-12s installed\n' libturbojpeg; else printf '%-12s not installed\n' libturbojpeg; rc=1; fi
   echo
   print_env
   return $rc
