@@ -44,3 +44,15 @@ stop_pidfile() {
   fi
   rm -f "$pidf"
 }
+
+# kafka_uuid is a new cluster id as Kafka's `StorageTool random-uuid` makes one (16 random bytes,
+# URL-safe base64 without padding), without starting a JVM for it. Like Kafka's Uuid.randomUuid it
+# never starts with '-': kafka-storage's argument parser would take such an id for an option
+# ("argument --cluster-id/-t: expected one argument"), one start in 64.
+kafka_uuid() {
+  local id=-
+  while [[ $id == -* ]]; do id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'); done
+  echo "$id"
+}
+# Kafka's command-line tools (StorageTool format) run briefly: C1 only, the serial collector.
+TOOL_JVM=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto)

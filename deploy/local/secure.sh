@@ -90,8 +90,8 @@ EOF
 )
   if [[ ! -f $dir/meta.properties ]]; then
     local cluster
-    cluster=$(java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n1)
-    java -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$props" \
+    cluster=$(kafka_uuid)
+    java "${TOOL_JVM[@]}" -cp "$KAFKA_LIBS/*" kafka.tools.StorageTool format -t "$cluster" -c "$props" \
       --add-scram "SCRAM-SHA-512=[name=admin,password=$(pw admin-kafka)]" >"$LOGS/kafka-format.log" 2>&1 ||
       fail kafka "$LOGS/kafka-format.log" "kafka-storage format"
   fi

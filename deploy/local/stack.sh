@@ -317,12 +317,6 @@ start_kafka() {
   wait_for kafka "$logf" "$pidf" 90 devstack ping --brokers "127.0.0.1:$KAFKA_PORT"
 }
 
-# kafka_uuid is a new cluster id as Kafka's `StorageTool random-uuid` makes one (16 random bytes,
-# URL-safe base64 without padding), without starting a JVM for it.
-kafka_uuid() { head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n'; echo; }
-# Kafka's command-line tools (StorageTool format) run briefly: C1 only, the serial collector.
-TOOL_JVM=(-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -Xshare:auto)
-
 # The three-node cluster (kafka-cluster): CLUSTER_DIR and CLUSTER_BASE set by the command.
 cluster_port() { echo $((CLUSTER_BASE + 2 * ($1 - 1))); }
 
