@@ -114,8 +114,11 @@ unit: ## go vet + unit tests with the race detector (needs the installed librari
 EDGE_ARM64 := $(if $(wildcard dist/edge/arm64/streamdet-edge/bin/streamdet-edge),STREAMDET_EDGE_ARM64=$(CURDIR)/dist/edge/arm64/streamdet-edge STREAMDET_EDGE_ARM64_SYSROOT=$(CURDIR)/dist/edge/sysroot-arm64)
 # The packages with integration tests (files built with the tag): only their test binaries are
 # built and run (linking the workspace's every package's race test binary to run none of its
-# tests cost a minute or two).
-INTEGRATION_PKGS := $(addprefix ./,$(sort $(dir $(shell grep -rl --include='*_test.go' '^//go:build.*integration' pkg services tools deploy))))
+# tests cost a minute or two). The two longest (e2e about 10 minutes, edge about 7) come first:
+# go test builds and starts packages in the order given, -p (the cores) at a time, so e2e runs
+# from the start and the others fill the second slot beside it instead of after it.
+INTEGRATION_LONG := ./tools/e2e/ ./services/edge/
+INTEGRATION_PKGS := $(INTEGRATION_LONG) $(filter-out $(INTEGRATION_LONG),$(addprefix ./,$(sort $(dir $(shell grep -rl --include='*_test.go' '^//go:build.*integration' pkg services tools deploy)))))
 integration: ## integration tests against the running local stack
 	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(INTEGRATION_PKGS)
 
