@@ -96,12 +96,14 @@ rules: ## promtool: check the alert rules and run their tests (deploy/prometheus
 dashboards: ## regenerate the Grafana dashboards (deploy/grafana) and the Helm chart's copies of them and of the rules
 	$(GO) run ./deploy/grafana/gen
 
+# The six modules two at a time (the cores): each check's loading and call graph is mostly one
+# thread. Each module's report is printed whole when its check ends.
 vuln: ## govulncheck every module against the pinned vulnerability database snapshot (VULNDB)
 	@db=$(CURDIR)/.cache/vulndb/$(VULNDB); if [[ ! -f $$db/index/db.json ]]; then \
 	  src=$$($(GO) mod download -json golang.org/x/vulndb@$(VULNDB) | sed -n 's/^\t"Dir": "\(.*\)",$$/\1/p'); \
 	  rm -rf $$db.tmp && $(GO) run golang.org/x/vulndb/cmd/indexdb@$(VULNDB) -vulns $$src/data/osv -out $$db.tmp && mv $$db.tmp $$db; fi; \
-	  for m in pkg services/ingest services/detect services/sink services/edge tools; do echo "govulncheck $$m"; \
-	    $(GO) run $(GOVULNCHECK) -db file://$$db -C $$m ./...; done
+	  printf '%s\n' pkg services/ingest services/detect services/sink services/edge tools | \
+	    xargs -P 2 -I{} bash -c 'out=$$($(GO) run $(GOVULNCHECK) -db file://'"$$db"' -C {} ./... 2>&1); rc=$$?; printf "govulncheck %s\n%s\n" {} "$$out"; exit $$rc'
 
 unit: ## go vet + unit tests with the race detector (needs the installed libraries, not the servers)
 	@$(STACK) install
@@ -160,7 +162,7 @@ test: ## lint, unit tests, then integration tests against the real local stack
 	@$(call timed,rules,$(MAKE) --no-print-directory rules)
 	@$(call timed,unit,$(MAKE) --no-print-directory unit)
 	@$(call timed,coco-reference,$(MAKE) --no-print-directory coco-reference)
-	@$(call timed,fuzz,FUZZTIME=20s $(MAKE) --no-print-directory fuzz)
+	@$(call timed,fuzz,FUZZTIME=20s FUZZ_JOBS=2 $(MAKE) --no-print-directory fuzz)
 	@$(call timed,images,$(MAKE) --no-print-directory images)
 	@$(call timed,edge-arm64,$(MAKE) --no-print-directory edge-arm64)
 	@s=$$(date +%s); started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
@@ -221,11 +223,13 @@ test-gpu: ## the CUDA and TensorRT execution providers on this machine's NVIDIA 
 bench-pipeline: ## the whole pipeline on the local stack vs bare ONNX Runtime (detctl bench; ARGS=... for its flags; see docs/benchmarks.md)
 	deploy/local/bench.sh $(ARGS)
 
+# FUZZ_JOBS targets fuzz at a time (each with the cores' worth of workers): 1 for make fuzz, so
+# that each target has the whole machine; 2 in make test's short version (20 s each).
+FUZZ_TARGETS := FuzzDecodePreprocess:./services/detect/engine/ FuzzCheckID:./pkg/contract/ FuzzDecodeWaterfall:./tools/jaeger/ FuzzSnapshotRules:./services/edge/
+FUZZ_JOBS ?= 1
 fuzz: ## fuzz decode + preprocess, the identifier grammar, Jaeger answers (detctl trace) and edge snapshot rules (FUZZTIME each, default 5m; 20s each in make test)
-	eval "$$($(STACK) env)" && $(GO) test -run '^$$' -fuzz FuzzDecodePreprocess -fuzztime $${FUZZTIME:-5m} ./services/detect/engine/
-	$(GO) test -run '^$$' -fuzz FuzzCheckID -fuzztime $${FUZZTIME:-5m} ./pkg/contract/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeWaterfall -fuzztime $${FUZZTIME:-5m} ./tools/jaeger/
-	$(GO) test -run '^$$' -fuzz FuzzSnapshotRules -fuzztime $${FUZZTIME:-5m} ./services/edge/
+	eval "$$($(STACK) env)" && printf '%s\n' $(FUZZ_TARGETS) | xargs -P $(FUZZ_JOBS) -I{} bash -c \
+	  't={}; out=$$($(GO) test -run "^$$" -fuzz "$${t%%:*}" -fuzztime "$${FUZZTIME:-5m}" "$${t#*:}" 2>&1); rc=$$?; printf "%s\n%s\n" "$$t" "$$out"; exit $$rc'
 
 clean: ## remove binaries and the local stack's state (keeps downloaded/built components)
 	-@$(STACK) down
