@@ -16,7 +16,6 @@ TAG=edge
 
 ARCH=${ARCH:-amd64}
 HOSTARCH=$(dpkg --print-architecture)
-CACHE=${STREAMDET_CACHE:-$PWD/.cache}
 DIST=${DIST:-$PWD/dist}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 export GOTOOLCHAIN=${GOTOOLCHAIN:-$(sed -n "s/^toolchain //p" go.work)}
@@ -40,17 +39,17 @@ else
   log "streamdet-edge (arm64, cross-compiled in localhost/streamdet-builder:$HOSTARCH)"
   modcache=$(go env GOMODCACHE)
   go list -deps ./services/edge/cmd/streamdet-edge >/dev/null # the module cache holds every dependency
-  mkdir -p "$CACHE/edge/gobuild-arm64"
+  mkdir -p "$MACHINE_CACHE/edge/gobuild-arm64" # a Go build cache: safe to share between clones and runs
   c=$(buildah from --pull=never "localhost/streamdet-builder:$HOSTARCH")
   trap 'buildah rm "$c" >/dev/null 2>&1 || true' EXIT
   buildah run --isolation chroot \
-    -v "$PWD:/src:ro" -v "$modcache:/gomod:ro" -v "$CACHE/edge/gobuild-arm64:/gobuild" -v "$out:/out" \
+    -v "$PWD:/src:ro" -v "$modcache:/gomod:ro" -v "$MACHINE_CACHE/edge/gobuild-arm64:/gobuild" -v "$out:/out" \
     --env GOMODCACHE=/gomod --env GOCACHE=/gobuild --env GOFLAGS=-buildvcs=false --env GOPROXY=off \
     --env GOTOOLCHAIN=local --env GOOS=linux --env GOARCH=arm64 --env CGO_ENABLED=1 --env CC=aarch64-linux-gnu-gcc \
     "$c" -- sh -c "cd /src && go build -trimpath -ldflags='-s -w' -o /out/bin/streamdet-edge ./services/edge/cmd/streamdet-edge &&
       cp -L /usr/lib/aarch64-linux-gnu/libturbojpeg.so.0 /out/lib/"
   # The arm64 runtime root for qemu-user: the images' cc base (glibc, libstdc++, libgcc).
-  root=$DIST/edge/sysroot-arm64 cc=$CACHE/images/cc-arm64-bookworm.tar
+  root=$DIST/edge/sysroot-arm64 cc=$MACHINE_CACHE/images/cc-arm64-bookworm.tar
   if [[ ! -f $root/.from || $(cat "$root/.from") != "$(stat -c %Y "$cc")" ]]; then
     rm -rf "$root"
     mkdir -p "$root"

@@ -18,7 +18,7 @@ TAG=images
 ARCH=${ARCH:-amd64}         # the images' architecture: amd64 or arm64
 HOSTARCH=$(dpkg --print-architecture) # the builder's (it cross-compiles)
 SUITE=bookworm
-CACHE=${STREAMDET_CACHE:-$PWD/.cache}/images
+CACHE=$MACHINE_CACHE/images # the bases' roots and stamps: buildah's images are the machine's (lib.sh)
 DIST=${DIST:-$PWD/dist}
 VERSION=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo dev)}
 REVISION=${REVISION:-$(git rev-parse HEAD 2>/dev/null || echo unknown)}
@@ -106,6 +106,7 @@ prune_replaced() {
 
 bases() {
   need
+  machine_lock images # one clone at a time makes the machine's bases
   # static: nothing but the user database, /tmp and the CA bundle (distroless/static's content).
   have localhost/streamdet-base-static:$ARCH || base localhost/streamdet-base-static:$ARCH
   # cc: glibc, libstdc++ and libgcc from Debian, unpacked without a shell or package manager

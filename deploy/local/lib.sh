@@ -1,4 +1,17 @@
-# Shell helpers shared by stack.sh and secure.sh (sourced; set TAG first, e.g. TAG=stack).
+# Shell helpers shared by stack.sh, secure.sh and the image and edge builds (sourced; set TAG
+# first, e.g. TAG=stack).
+
+# MACHINE_CACHE holds what describes or serves this machine rather than one checkout: the image
+# bases' Debian roots and the stamps that say which of buildah's images (machine-wide) were made
+# from which, and the arm64 cross-compile's Go build cache. Every clone, clean or not, finds them
+# there; a clean clone's .cache starts empty. Writers hold machine_lock.
+MACHINE_CACHE=${STREAMDET_MACHINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdet}
+# machine_lock NAME: hold an exclusive lock (on fd 9) on MACHINE_CACHE/NAME.lock until the script exits.
+machine_lock() {
+  mkdir -p "$MACHINE_CACHE"
+  exec 9>"$MACHINE_CACHE/$1.lock"
+  flock 9
+}
 
 log() { printf '[%s] %s\n' "$TAG" "$*" >&2; }
 die() { printf '[%s] FAILED: %s\n' "$TAG" "$*" >&2; exit 1; }
