@@ -33,6 +33,13 @@ func TestParseStat(t *testing.T) {
 			t.Errorf("%q: %v, %v; want %v (error %v)", tc.stat, got, err, tc.want, tc.err)
 		}
 	}
+	// The start time (field 22) tells a reused pid from the process that had it.
+	if _, start, err := parseStat([]byte("1234 (detect) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 98765 0 0")); err != nil || start != 98765 {
+		t.Errorf("start %d, %v; want 98765", start, err)
+	}
+	if _, _, err := parseStat([]byte("1234 (detect) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 12 0 soon 0 0")); err == nil {
+		t.Error("a start time that is not a number gave no error")
+	}
 }
 
 func TestClassify(t *testing.T) {
@@ -74,18 +81,25 @@ func TestSample(t *testing.T) {
 	proc("13", "bash", "bash", "13 (bash) S 1 13 13 0 -1 0 0 0 0 0 999 999 0 0 20 0 9 0")
 	proc("14", "detctl", "bin/detctl bench --rate max frames", "14 (detctl) S 1 14 14 0 -1 0 0 0 0 0 150 50 0 0 20 0 9 0")
 	os.MkdirAll(filepath.Join(dir, "self"), 0o755)
-	c, err := Sample(dir)
+	procs, err := Sample(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	c := procs.CPU()
 	if c[Detect] != 5 || c[Kafka] != 1 || c[Load] != 2 || len(c) != 3 || c.Own() != 5 || c.Total() != 6 {
 		t.Fatalf("%v (the load generator is reported, not counted in own or total)", c)
 	}
 	if gs := c.Groups(); len(gs) != 3 || gs[0] != Detect || gs[1] != Kafka || gs[2] != Load {
 		t.Fatalf("groups %v, want detect, kafka, load", gs)
 	}
-	if d := (CPU{Detect: 7, Sink: 1}).Sub(c); d[Detect] != 2 || d[Sink] != 1 || d[Kafka] != 0 {
-		t.Fatalf("sub %v", d)
+	// A step's CPU, process by process: detect 10 used 2 s more; Kafka's broker 12 exited and a
+	// second one (pid 15) started, all of whose 0.5 s counts; pid 11 was reused by a sink
+	// (another start time), whose 1 s counts whole, and detect 11's end takes nothing away.
+	later := Procs{
+		{10, 0}: {Detect, 6}, {11, 777}: {Sink, 1}, {15, 900}: {Kafka, 0.5}, {14, 0}: {Load, 2.5},
+	}
+	if d := later.Since(procs); len(d) != 4 || d[Detect] != 2 || d[Sink] != 1 || d[Kafka] != 0.5 || d[Load] != 0.5 {
+		t.Fatalf("since %v, want detect 2, sink 1, kafka 0.5, load 0.5", d)
 	}
 	if _, err := Sample(filepath.Join(dir, "nope")); err == nil {
 		t.Error("a missing /proc gave no error")

@@ -80,16 +80,35 @@ func containsArg(args []string, want string) bool {
 // CPU is CPU seconds (user + system) per group.
 type CPU map[Group]float64
 
+// Procs is one reading of the classified processes' CPU times, per process: a step's CPU is
+// the difference of two readings taken per process (Since), so a process that exits between
+// them (another test's broker, a restarted replica) takes nothing away from its group.
+type Procs map[Proc]ProcTime
+
+// Proc names one process across readings: its pid and its start time (in clock ticks after
+// boot), so a pid reused by a new process is a new Proc.
+type Proc struct {
+	PID   int
+	Start uint64
+}
+
+// ProcTime is a process's group and its CPU seconds so far.
+type ProcTime struct {
+	Group Group
+	CPU   float64
+}
+
 // Sample reads the CPU time of every classified process under procDir (normally /proc).
 // Processes that vanish while it reads are skipped.
-func Sample(procDir string) (CPU, error) {
+func Sample(procDir string) (Procs, error) {
 	ents, err := os.ReadDir(procDir)
 	if err != nil {
 		return nil, fmt.Errorf("reading %s: %w", procDir, err)
 	}
-	out := CPU{}
+	out := Procs{}
 	for _, e := range ents {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
 			continue
 		}
 		dir := filepath.Join(procDir, e.Name())
@@ -103,13 +122,36 @@ func Sample(procDir string) (CPU, error) {
 		if err != nil {
 			continue
 		}
-		secs, err := ParseStat(stat)
+		secs, start, err := parseStat(stat)
 		if err != nil {
 			return nil, fmt.Errorf("%s/stat: %w", dir, err)
 		}
-		out[g] += secs
+		out[Proc{pid, start}] = ProcTime{g, secs}
 	}
 	return out, nil
+}
+
+// CPU sums the reading per group.
+func (p Procs) CPU() CPU {
+	out := CPU{}
+	for _, t := range p {
+		out[t.Group] += t.CPU
+	}
+	return out
+}
+
+// Since returns the CPU each group used between prev and p: per process present in both, the
+// difference; a process started since prev counts whole (all of its time is since); one gone
+// since prev counts nothing, never less than nothing.
+func (p Procs) Since(prev Procs) CPU {
+	out := CPU{}
+	for id, t := range p {
+		d := t.CPU - prev[id].CPU
+		if d > 0 {
+			out[t.Group] += d
+		}
+	}
+	return out
 }
 
 func splitCmdline(b []byte) []string {
@@ -120,35 +162,38 @@ func splitCmdline(b []byte) []string {
 	return strings.Split(string(b), "\x00")
 }
 
-// ParseStat returns utime+stime, in seconds, from the contents of /proc/<pid>/stat. The command
-// name (field 2) may hold spaces and parentheses, so fields are counted after its last ')'.
+// ParseStat returns utime+stime, in seconds, from the contents of /proc/<pid>/stat.
 func ParseStat(b []byte) (float64, error) {
+	secs, _, err := parseStat(b)
+	return secs, err
+}
+
+// parseStat returns utime+stime, in seconds, and the start time (clock ticks after boot) from
+// the contents of /proc/<pid>/stat. The command name (field 2) may hold spaces and
+// parentheses, so fields are counted after its last ')'; a stat cut short before the start
+// time (as a test's may be) gives start 0.
+func parseStat(b []byte) (secs float64, start uint64, err error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return 0, fmt.Errorf("no command name")
+		return 0, 0, fmt.Errorf("no command name")
 	}
 	f := strings.Fields(string(b[i+1:]))
-	// After the name: state(3) ppid(4) … utime(14) stime(15): indexes 11 and 12 here.
+	// After the name: state(3) ppid(4) … utime(14) stime(15) … starttime(22): indexes 11, 12
+	// and 19 here.
 	if len(f) < 13 {
-		return 0, fmt.Errorf("%d fields after the command name", len(f))
+		return 0, 0, fmt.Errorf("%d fields after the command name", len(f))
 	}
 	u, err1 := strconv.ParseUint(f[11], 10, 64)
 	s, err2 := strconv.ParseUint(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("utime %q stime %q", f[11], f[12])
+		return 0, 0, fmt.Errorf("utime %q stime %q", f[11], f[12])
 	}
-	return float64(u+s) / clockTicks, nil
-}
-
-// Sub returns c - prev per group (groups absent before count from zero).
-func (c CPU) Sub(prev CPU) CPU {
-	out := CPU{}
-	for g, v := range c {
-		if d := v - prev[g]; d > 0 {
-			out[g] = d
+	if len(f) > 19 {
+		if start, err = strconv.ParseUint(f[19], 10, 64); err != nil {
+			return 0, 0, fmt.Errorf("starttime %q", f[19])
 		}
 	}
-	return out
+	return float64(u+s) / clockTicks, start, nil
 }
 
 // Groups returns the groups present: streamdet's own, its dependencies, then the load

@@ -116,7 +116,7 @@ func (r *Runner) Measure(ctx context.Context, offered float64, warmup, dur time.
 	clear(r.stageN)
 	r.mu.Unlock()
 	var measured []string
-	var cpu0 CPU
+	var cpu0 Procs
 	var err error
 	start := time.Now()
 	measureFrom := start.Add(warmup)
@@ -186,7 +186,7 @@ func (r *Runner) Measure(ctx context.Context, offered float64, warmup, dur time.
 	r.mu.Lock()
 	r.lastMeasured = measured
 	r.mu.Unlock()
-	return r.report(offered, measured, cpu1.Sub(cpu0))
+	return r.report(offered, measured, cpu1.Since(cpu0))
 }
 
 // Samples returns up to n of the last step's measured frames that came back with a trace id,
