@@ -211,11 +211,9 @@ bench: ## engine benchmarks (see docs/benchmarks.md)
 	  ./services/detect/engine/ | tee .cache/bench.txt
 	$(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da .cache/bench.txt
 
-coco-reference: ## recompute the COCO mAP fixture's numbers with pycocotools (pinned, in .cache/pyeval) and check tools/eval against them
-	@if [[ ! -x .cache/pyeval/bin/python || tools/eval/testdata/coco/requirements.txt -nt .cache/pyeval/stamp ]]; then \
-	  rm -rf .cache/pyeval && python3 -m venv .cache/pyeval && \
-	  .cache/pyeval/bin/pip install -q --disable-pip-version-check -r tools/eval/testdata/coco/requirements.txt && touch .cache/pyeval/stamp; fi
-	STREAMDET_PYCOCOTOOLS=$(CURDIR)/.cache/pyeval/bin/python $(GO) test -count=1 -run 'Pycocotools' -v ./tools/eval/
+coco-reference: ## recompute the COCO mAP fixture's numbers with pycocotools (pinned, in a private Python environment in the machine's cache) and check tools/eval against them
+	py=$$(deploy/local/pyenv.sh pyeval tools/eval/testdata/coco/requirements.txt) && \
+	  STREAMDET_PYCOCOTOOLS=$$py $(GO) test -count=1 -run 'Pycocotools' -v ./tools/eval/
 
 test-gpu: ## the CUDA and TensorRT execution providers on this machine's NVIDIA GPU (ONNXRUNTIME_LIB: the onnxruntime-gpu library); says why it skips without one
 	eval "$$($(STACK) env)" && STREAMDET_TEST_GPU=1 $(GO) test -count=1 -v -run 'TestGPUProvider' ./services/detect/engine/

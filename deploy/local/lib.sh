@@ -3,8 +3,9 @@
 
 # MACHINE_CACHE holds what describes or serves this machine rather than one checkout: the image
 # bases' Debian roots and the stamps that say which of buildah's images (machine-wide) were made
-# from which, and the arm64 cross-compile's Go build cache. Every clone, clean or not, finds them
-# there; a clean clone's .cache starts empty. Writers hold machine_lock.
+# from which, the arm64 cross-compile's Go build cache, and the private Python environments
+# (pyenv.sh's; detctl optimize's). Every clone, clean or not, finds them there; a clean clone's
+# .cache starts empty. Writers hold machine_lock, or make under a temporary name and rename.
 MACHINE_CACHE=${STREAMDET_MACHINE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/streamdet}
 # machine_lock NAME: hold an exclusive lock (on fd 9) on MACHINE_CACHE/NAME.lock until the script exits.
 machine_lock() {

@@ -43,6 +43,16 @@ func cacheDir() string {
 	if d := os.Getenv("STREAMDET_CACHE"); d != "" {
 		return filepath.Join(d, "demo")
 	}
+	return userCache()
+}
+
+// userCache is the machine's streamdet cache, shared by every checkout: the user's cache
+// directory (XDG_CACHE_HOME, else ~/.cache) with streamdet under it, as deploy/local/lib.sh's
+// MACHINE_CACHE; STREAMDET_MACHINE_CACHE overrides both.
+func userCache() string {
+	if d := os.Getenv("STREAMDET_MACHINE_CACHE"); d != "" {
+		return d
+	}
 	if d, err := os.UserCacheDir(); err == nil {
 		return filepath.Join(d, "streamdet")
 	}

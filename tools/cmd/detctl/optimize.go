@@ -101,7 +101,7 @@ func runOptimize(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	push := fs.String("push", "", "registry model name to push the result to (default: the parent's, when it came from the registry)")
 	version := fs.String("version", "", "version to push as (default: PARENT-METHOD)")
 	out := fs.String("out", "", "file to write the result to when not pushing (default: PARENT-METHOD.onnx beside the parent)")
-	cache := fs.String("cache", envOr("STREAMDET_CACHE_DIR", ".cache"), "where the private Python environment lives")
+	cache := fs.String("cache", envOr("STREAMDET_CACHE_DIR", userCache()), "where the private Python environment lives (made once per machine, shared by checkouts)")
 	fps := fs.Float64("fps", 2, "frames per second sampled from videos")
 	keep := fs.String("keep", "", "keep the work directory (calibration tensors, models) here instead of deleting it")
 	paths, err := parse(fs, args)
@@ -371,7 +371,11 @@ func writeCalibration(ctx context.Context, e *engine.Engine, frames []frame, dir
 }
 
 // optimizeEnv returns the Python of the private environment for optimize.py, creating it (a
-// venv with the pinned requirements) on first use.
+// venv with the pinned requirements) on first use. The environment is named by the pins' digest
+// and made under a temporary name, then renamed into place, so concurrent first uses (two
+// checkouts' tests sharing the machine's cache) never see or break a half-made one: the loser of
+// the rename discards its copy and uses the winner's. A venv works renamed when, as here, it is
+// run as bin/python (its prefix is found from pyvenv.cfg beside the link).
 func optimizeEnv(cache string, log io.Writer) (string, error) {
 	sum := sha256.Sum256(optimizeRequirements)
 	dir, err := filepath.Abs(filepath.Join(cache, "optimize-"+hex.EncodeToString(sum[:6])))
@@ -387,9 +391,16 @@ func optimizeEnv(cache string, log io.Writer) (string, error) {
 		return "", fmt.Errorf("detctl optimize needs python3 (3.9+) to run ONNX Runtime's quantization tooling: %w", err)
 	}
 	fmt.Fprintf(log, "detctl optimize: creating the Python environment %s (pinned onnxruntime, onnx; once)\n", dir)
-	_ = os.RemoveAll(dir)
-	req := filepath.Join(dir, "requirements.txt")
-	steps := [][]string{{python, "-m", "venv", dir}, {py, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", req}}
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", fmt.Errorf("creating the Python environment: %w", err)
+	}
+	tmp, err := os.MkdirTemp(cache, filepath.Base(dir)+".tmp-")
+	if err != nil {
+		return "", fmt.Errorf("creating the Python environment: %w", err)
+	}
+	defer os.RemoveAll(tmp) // gone once renamed; removed when anything failed
+	req := filepath.Join(tmp, "requirements.txt")
+	steps := [][]string{{python, "-m", "venv", tmp}, {filepath.Join(tmp, "bin", "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r", req}}
 	for i, s := range steps {
 		if i == 1 {
 			if err := os.WriteFile(req, optimizeRequirements, 0o644); err != nil {
@@ -400,7 +411,24 @@ func optimizeEnv(cache string, log io.Writer) (string, error) {
 			return "", fmt.Errorf("%s: %v\n%s", strings.Join(s, " "), err, tail(string(b), 2000))
 		}
 	}
-	return py, os.WriteFile(filepath.Join(dir, "ready"), nil, 0o644)
+	if err := os.WriteFile(filepath.Join(tmp, "ready"), nil, 0o644); err != nil {
+		return "", err
+	}
+	err = os.Rename(tmp, dir)
+	if err != nil {
+		if _, serr := os.Stat(filepath.Join(dir, "ready")); serr == nil {
+			return py, nil // made meanwhile by another detctl
+		}
+		// A half-made environment of an older detctl, which made it in place: never one of
+		// these, which all hold their ready file when they appear.
+		if err = os.RemoveAll(dir); err == nil {
+			err = os.Rename(tmp, dir)
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("moving the Python environment into place: %w", err)
+	}
+	return py, nil
 }
 
 // augmentFrames makes n JPEG frames from the sources: each a random crop (60–100 % of each
