@@ -121,8 +121,15 @@ EDGE_ARM64 := $(if $(wildcard dist/edge/arm64/streamdet-edge/bin/streamdet-edge)
 # from the start and the others fill the second slot beside it instead of after it.
 INTEGRATION_LONG := ./tools/e2e/ ./services/edge/
 INTEGRATION_PKGS := $(INTEGRATION_LONG) $(filter-out $(INTEGRATION_LONG),$(addprefix ./,$(sort $(dir $(shell grep -rl --include='*_test.go' '^//go:build.*integration' pkg services tools deploy)))))
+# gotestsum prints what go test prints and keeps its events (.cache/logs/integration.json), from
+# which it then lists the slowest tests: where make test's longest step spends its time.
+GOTESTSUM := gotest.tools/gotestsum@v1.13.0
 integration: ## integration tests against the running local stack
-	eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) test -race -count=1 -tags integration -run Integration -timeout 20m $(INTEGRATION_PKGS)
+	@mkdir -p .cache/logs
+	rc=0; eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) run $(GOTESTSUM) --format standard-quiet --jsonfile .cache/logs/integration.json -- \
+	  -race -count=1 -tags integration -run Integration -timeout 20m $(INTEGRATION_PKGS) || rc=$$?; \
+	  echo "integration tests over 30 s (the parallel ones overlap):"; \
+	  $(GO) run $(GOTESTSUM) tool slowest --jsonfile .cache/logs/integration.json --threshold 30s || true; exit $$rc
 
 # The fault-injection suite (docs/reliability.md): every case on its own, twice, against a
 # three-broker cluster, MinIO and Redis of its own. make test runs its short version (one load,
