@@ -105,10 +105,15 @@ vuln: ## govulncheck every module against the pinned vulnerability database snap
 	  printf '%s\n' pkg services/ingest services/detect services/sink services/edge tools | \
 	    xargs -P 2 -I{} bash -c 'out=$$($(GO) run $(GOVULNCHECK) -db file://'"$$db"' -C {} ./... 2>&1); rc=$$?; printf "govulncheck %s\n%s\n" {} "$$out"; exit $$rc'
 
+# gotestsum prints what go test prints and keeps its events (.cache/logs/unit.json and
+# integration.json), from which it then lists the slowest tests: where make test's time goes.
+GOTESTSUM := gotest.tools/gotestsum@v1.13.0
 unit: ## go vet + unit tests with the race detector (needs the installed libraries, not the servers)
 	@$(STACK) install
 	$(GO) vet $(MODULES)
-	eval "$$($(STACK) env)" && $(GO) test -race -count=1 $(MODULES)
+	@mkdir -p .cache/logs
+	rc=0; eval "$$($(STACK) env)" && $(GO) run $(GOTESTSUM) --format standard-quiet --jsonfile .cache/logs/unit.json -- -race -count=1 $(MODULES) || rc=$$?; \
+	  echo "unit tests over 15 s:"; $(GO) run $(GOTESTSUM) tool slowest --jsonfile .cache/logs/unit.json --threshold 15s || true; exit $$rc
 	@echo "pure-Go decoder build (-tags noturbojpeg):"
 	eval "$$($(STACK) env)" && $(GO) test -count=1 -tags noturbojpeg ./services/detect/imaging/ ./services/detect/engine/
 
@@ -121,9 +126,6 @@ EDGE_ARM64 := $(if $(wildcard dist/edge/arm64/streamdet-edge/bin/streamdet-edge)
 # from the start and the others fill the second slot beside it instead of after it.
 INTEGRATION_LONG := ./tools/e2e/ ./services/edge/
 INTEGRATION_PKGS := $(INTEGRATION_LONG) $(filter-out $(INTEGRATION_LONG),$(addprefix ./,$(sort $(dir $(shell grep -rl --include='*_test.go' '^//go:build.*integration' pkg services tools deploy)))))
-# gotestsum prints what go test prints and keeps its events (.cache/logs/integration.json), from
-# which it then lists the slowest tests: where make test's longest step spends its time.
-GOTESTSUM := gotest.tools/gotestsum@v1.13.0
 integration: ## integration tests against the running local stack
 	@mkdir -p .cache/logs
 	rc=0; eval "$$($(STACK) env)" && STREAMDET_INTEGRATION=1 $(EDGE_ARM64) $(GO) run $(GOTESTSUM) --format standard-quiet --jsonfile .cache/logs/integration.json -- \
