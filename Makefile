@@ -105,15 +105,25 @@ vuln: ## govulncheck every module against the pinned vulnerability database snap
 	  printf '%s\n' pkg services/ingest services/detect services/sink services/edge tools | \
 	    xargs -P 2 -I{} bash -c 'out=$$($(GO) run $(GOVULNCHECK) -db file://'"$$db"' -C {} ./... 2>&1); rc=$$?; printf "govulncheck %s\n%s\n" {} "$$out"; exit $$rc'
 
-# gotestsum prints what go test prints and keeps its events (.cache/logs/unit.json and
+# gotestsum prints what go test prints and keeps its events (.cache/logs/unit*.json and
 # integration.json), from which it then lists the slowest tests: where make test's time goes.
 GOTESTSUM := gotest.tools/gotestsum@v1.13.0
-unit: ## go vet + unit tests with the race detector (needs the installed libraries, not the servers)
+# The race detector runs on the code that has concurrency: the libraries, services and tools.
+# deploy's tests (Helm, compose, systemd, the dashboards' generator) run single goroutines over
+# rendered manifests; race-instrumenting them would recompile their ~650 packages of Kubernetes,
+# KEDA, compose and Prometheus dependencies a second way (go vet has compiled them plainly) for
+# nothing to detect. They run beside the others, without -race; their output follows.
+PLAIN_PKGS := ./deploy/...
+RACE_PKGS  := $(addsuffix /...,$(filter-out $(PLAIN_PKGS:/...=),$(shell sed -n 's/^[[:space:]]*\(\.\/[a-z/]*\)$$/\1/p' go.work)))
+unit: ## go vet + unit tests (the race detector on pkg/, services/, tools/) (needs the installed libraries, not the servers)
 	@$(STACK) install
 	$(GO) vet $(MODULES)
 	@mkdir -p .cache/logs
-	rc=0; eval "$$($(STACK) env)" && $(GO) run $(GOTESTSUM) --format standard-quiet --jsonfile .cache/logs/unit.json -- -race -count=1 $(MODULES) || rc=$$?; \
-	  echo "unit tests over 15 s:"; $(GO) run $(GOTESTSUM) tool slowest --jsonfile .cache/logs/unit.json --threshold 15s || true; exit $$rc
+	rc=0; eval "$$($(STACK) env)" && \
+	  { $(GO) run $(GOTESTSUM) --format standard-quiet --jsonfile .cache/logs/unit-plain.json -- -count=1 $(PLAIN_PKGS) >.cache/logs/unit-plain.txt 2>&1 & plain=$$!; } && \
+	  { $(GO) run $(GOTESTSUM) --format standard-quiet --jsonfile .cache/logs/unit.json -- -race -count=1 $(RACE_PKGS) || rc=$$?; } && \
+	  { wait $$plain || rc=$$?; echo "without -race: $(PLAIN_PKGS)"; cat .cache/logs/unit-plain.txt; } && \
+	  echo "unit tests over 15 s:" && for f in unit unit-plain; do $(GO) run $(GOTESTSUM) tool slowest --jsonfile .cache/logs/$$f.json --threshold 15s || true; done; exit $$rc
 	@echo "pure-Go decoder build (-tags noturbojpeg):"
 	eval "$$($(STACK) env)" && $(GO) test -count=1 -tags noturbojpeg ./services/detect/imaging/ ./services/detect/engine/
 
@@ -155,23 +165,31 @@ timed = s=$$(date +%s); rc=0; $(2) || rc=$$?; echo "[test] $(1): $$(( $$(date +%
 
 # What make test installs and builds that is mostly downloading and unpacking (Debian packages,
 # Kafka's and Zipkin's jars, the image bases' and the arm64 root's Debian packages) runs in the
-# background while lint and vuln keep the cores busy compiling; make test waits for it before
-# the first step that needs it. Its log: .cache/logs/prepare.log.
-PREPARE = $(STACK) install && deploy/images/build.sh bases && ARCH=arm64 deploy/images/build.sh bases
+# background while lint and vuln keep the cores busy compiling. It is two parts: the stack's
+# install, which the unit tests need (make test waits for it after vuln), and the image bases,
+# which only images needs (the unit tests run beside their unpacking). Its log:
+# .cache/logs/prepare.log; .cache/logs/prepare.installed marks the first part's end.
+PREPARE = $(STACK) install && touch .cache/logs/prepare.installed && deploy/images/build.sh bases && ARCH=arm64 deploy/images/build.sh bases
+# $(call prepared,WHAT,FILE): waits for FILE (the background's part WHAT is done) or for the
+# background to end without it (it failed: its log's tail, exit 1), then prints how long it ran.
+prepared = t1=$$(date +%s); while [[ ! -e $(2) ]] && kill -0 $$prep 2>/dev/null; do sleep 1; done; \
+  if [[ ! -e $(2) ]] && ! wait $$prep; then echo "[test] installing failed:"; tail -n 40 .cache/logs/prepare.log; exit 1; fi; \
+  echo "[test] $(1) (in the background from the start): $$(( $$(date +%s) - t0 )) s, waited $$(( $$(date +%s) - t1 )) s for it"
 
 test: ## lint, unit tests, then integration tests against the real local stack
 	@$(call timed,install (what compiling needs),$(STACK) install demo)
-	@mkdir -p .cache/logs; t0=$$(date +%s); status=0; \
-	  ( $(PREPARE) ) >.cache/logs/prepare.log 2>&1 & prep=$$!; \
+	@mkdir -p .cache/logs; rm -f .cache/logs/prepare.installed .cache/logs/prepare.done; t0=$$(date +%s); status=0; \
+	  ( $(PREPARE) && touch .cache/logs/prepare.done ) >.cache/logs/prepare.log 2>&1 & prep=$$!; \
+	  trap 'wait $$prep' EXIT; \
 	  ( $(call timed,lint,$(MAKE) --no-print-directory lint-go) ) || status=1; \
 	  ( $(call timed,vuln,$(MAKE) --no-print-directory vuln) ) || status=1; \
-	  t1=$$(date +%s); wait $$prep || { echo "[test] installing failed:"; tail -n 40 .cache/logs/prepare.log; exit 1; }; \
-	  echo "[test] install and image bases (in the background from the start): $$(( $$(date +%s) - t0 )) s, waited $$(( $$(date +%s) - t1 )) s for it"; \
-	  exit $$status
-	@$(call timed,rules,$(MAKE) --no-print-directory rules)
-	@$(call timed,unit,$(MAKE) --no-print-directory unit)
-	@$(call timed,coco-reference,$(MAKE) --no-print-directory coco-reference)
-	@$(call timed,fuzz,FUZZTIME=20s FUZZ_JOBS=2 $(MAKE) --no-print-directory fuzz)
+	  $(call prepared,install,.cache/logs/prepare.installed); \
+	  [[ $$status == 0 ]] || exit 1; \
+	  ( $(call timed,rules,$(MAKE) --no-print-directory rules) ) && \
+	  ( $(call timed,unit,$(MAKE) --no-print-directory unit) ) && \
+	  ( $(call timed,coco-reference,$(MAKE) --no-print-directory coco-reference) ) && \
+	  ( $(call timed,fuzz,FUZZTIME=20s FUZZ_JOBS=2 $(MAKE) --no-print-directory fuzz) ) || exit 1; \
+	  $(call prepared,image bases,.cache/logs/prepare.done)
 	@$(call timed,images,$(MAKE) --no-print-directory images)
 	@$(call timed,edge-arm64,$(MAKE) --no-print-directory edge-arm64)
 	@s=$$(date +%s); started=0; if ! $(STACK) running; then $(STACK) up; started=1; fi; \
