@@ -153,10 +153,13 @@ func (r *Rollout) Evaluate(w Window, now time.Time) (Verdict, string, map[string
 	if e := cand.ErrorRate(); e > g.MaxErrorRate {
 		return Fail, fmt.Sprintf("error rate %.2f%% over %.2f%%", 100*e, 100*g.MaxErrorRate), fig
 	}
-	if base.Frames > 0 && fig["p99_ms"] > g.MaxP99Ratio*fig["baseline_p99_ms"]+5 {
+	// The baseline is compared with while it serves: at 100 % the window's baseline frames are
+	// only the few from before the step began (its first bucket), too few for a p99 or a rate.
+	serves := step.Weight < 100 && base.Frames > 0
+	if serves && fig["p99_ms"] > g.MaxP99Ratio*fig["baseline_p99_ms"]+5 {
 		return Fail, fmt.Sprintf("p99 %.1f ms over %.1f × the baseline's %.1f ms", fig["p99_ms"], g.MaxP99Ratio, fig["baseline_p99_ms"]), fig
 	}
-	if b := fig["baseline_detections_per_frame"]; base.Frames > 0 && b > 0 && math.Abs(fig["detections_per_frame"]-b) > g.DetectionsBand*b {
+	if b := fig["baseline_detections_per_frame"]; serves && b > 0 && math.Abs(fig["detections_per_frame"]-b) > g.DetectionsBand*b {
 		return Fail, fmt.Sprintf("%.2f detections per frame against the baseline's %.2f (band ±%.0f%%)", fig["detections_per_frame"], b, 100*g.DetectionsBand), fig
 	}
 	held := now.Sub(r.StepStarted) >= time.Duration(step.Hold)

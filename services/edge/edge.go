@@ -96,6 +96,12 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 		return err
 	}
 
+	// The cameras' readers exist before anything reports their state (the status endpoint, the
+	// heartbeats): rt.readers is not written after this, so those read it without a lock.
+	for _, cam := range cfg.Cameras {
+		rt.readers[cam.ID] = NewReader(cam, cfg.FPS, cfg.Loop, cfg.Engine.Limits.MaxBytes, tel.Logger)
+	}
+
 	srv, err := service.Listen(cfg.Server, nil, rt.health, tel.Metrics)
 	if err != nil {
 		return err
@@ -160,8 +166,7 @@ func Run(ctx context.Context, cfg Config, tel *telemetry.Telemetry) error {
 	// Cameras: a supervised reader and a detector each.
 	var cams sync.WaitGroup
 	for _, cam := range cfg.Cameras {
-		r := NewReader(cam, cfg.FPS, cfg.Loop, cfg.Engine.Limits.MaxBytes, tel.Logger)
-		rt.readers[cam.ID] = r
+		r := rt.readers[cam.ID]
 		cams.Add(2)
 		go func() { defer cams.Done(); r.Run(ctx) }()
 		go func() { defer cams.Done(); rt.detectLoop(ctx, cam, r) }()
