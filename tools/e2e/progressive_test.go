@@ -135,7 +135,7 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 	stop := func() { stopOnce.Do(func() { stopFrames(); <-framesDone }) }
 	defer stop()
 
-	rollout := func() *routing.Rollout {
+	rollout := func(t *testing.T) *routing.Rollout {
 		var r routing.Rollout
 		out := mustDetctl(t, env, "rollout", "status", model, "--json")
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
@@ -143,18 +143,18 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 		}
 		return &r
 	}
-	route := func() *routing.Route {
+	route := func(t *testing.T) *routing.Route {
 		var v struct {
 			Route routing.Route `json:"route"`
 		}
 		json.Unmarshal([]byte(mustDetctl(t, env, "route", "get", model, "--json")), &v)
 		return &v.Route
 	}
-	waitState := func(c *controller, want string, limit time.Duration) *routing.Rollout {
+	waitState := func(t *testing.T, c *controller, want string, limit time.Duration) *routing.Rollout {
 		t.Helper()
 		deadline := time.Now().Add(limit)
 		for {
-			r := rollout()
+			r := rollout(t)
 			if r.State == want {
 				return r
 			}
@@ -171,21 +171,21 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 		mustDetctl(t, env, append([]string{"rollout", "start", model, "2", "--steps", "20:6s:10,50:6s:10,100:4s:10"}, gates...)...)
 		c1 := startController(t, env, model)
 		deadline := time.Now().Add(3 * time.Minute)
-		for rollout().Step < 1 {
+		for rollout(t).Step < 1 {
 			if time.Now().After(deadline) {
-				t.Fatalf("step 2 not reached: %s\n%s", rollout().Describe(), c1.output())
+				t.Fatalf("step 2 not reached: %s\n%s", rollout(t).Describe(), c1.output())
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
 		c1.cmd.Process.Signal(syscall.SIGKILL)
 		<-c1.done
-		killedAt := rollout().Step
+		killedAt := rollout(t).Step
 		c2 := startController(t, env, model)
-		r := waitState(c2, routing.RolloutPromoted, 4*time.Minute)
+		r := waitState(t, c2, routing.RolloutPromoted, 4*time.Minute)
 		if !strings.Contains(c2.output(), "another controller holds") {
 			t.Errorf("the second controller did not wait for the dead one's lease:\n%s", c2.output())
 		}
-		if rt := route(); len(rt.Arms) != 1 || rt.Arms[0].Version != "2" {
+		if rt := route(t); len(rt.Arms) != 1 || rt.Arms[0].Version != "2" {
 			t.Fatalf("route after promotion %+v", rt)
 		}
 		var acts []string
@@ -208,7 +208,7 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 		mustDetctl(t, env, append([]string{"rollout", "start", model, "3", "--steps", "20:6s:10,50:6s:10,100:6s:10"}, gates...)...)
 		started := time.Now()
 		c := startController(t, env, model)
-		r := waitState(c, routing.RolloutRolledBack, 3*time.Minute)
+		r := waitState(t, c, routing.RolloutRolledBack, 3*time.Minute)
 		t.Logf("rolled back after %s: %s", time.Since(started).Round(time.Second), r.Reason)
 		if r.Step != 0 || !strings.Contains(r.Reason, "step 1") || !strings.Contains(r.Reason, "agreement") {
 			t.Fatalf("rolled back at step %d: %s", r.Step+1, r.Reason)
@@ -217,7 +217,7 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 		if last.Action != "rollback" || last.Figures["frames"] < 10 || last.Figures["frames"] > 40 {
 			t.Fatalf("rollback on %v", last.Figures)
 		}
-		if rt := route(); rt.Uses("3", time.Now()) || len(rt.Arms) != 1 || rt.Arms[0].Version != "2" {
+		if rt := route(t); rt.Uses("3", time.Now()) || len(rt.Arms) != 1 || rt.Arms[0].Version != "2" {
 			t.Fatalf("route after the rollback %+v", rt)
 		}
 		// No stream stays on 3: frames detected from 3 s after the rollback are all version 2.
@@ -295,9 +295,9 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 	var baseline string
 	t.Run("drift on the changed stream only", func(t *testing.T) {
 		stop()
-		promotedAt := route().DriftReference["2"]
+		promotedAt := route(t).DriftReference["2"]
 		if promotedAt.IsZero() {
-			t.Fatalf("version 2 promoted without a drift reference: %+v", route())
+			t.Fatalf("version 2 promoted without a drift reference: %+v", route(t))
 		}
 		baseline = strconv.FormatInt(promotedAt.UnixMilli(), 10)
 		began := time.Now()
@@ -344,7 +344,7 @@ func TestIntegrationProgressiveRollout(t *testing.T) {
 		}
 		// Reset: the grey frames become drift-a's reference; more grey frames do not drift.
 		mustDetctl(t, env, "drift", "reset", model, "2")
-		reset := route().DriftReference["2"]
+		reset := route(t).DriftReference["2"]
 		next := strconv.FormatInt(reset.UnixMilli(), 10)
 		if next == baseline {
 			t.Fatalf("drift reset kept the baseline %s", baseline)
